@@ -1,0 +1,319 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Binary encoding of entries and anti-entropy messages. It is used both on
+// disk and on the wire, so it is compact and versioned by a leading byte.
+// Every decoder checks bounds and limits and returns an error wrapping
+// ErrCorrupt for malformed input; it never panics and never allocates more
+// than the input's size.
+//
+//	entry   = key:string ts:u64le node:string flags:u8 value:bytes
+//	string  = len:uvarint data
+//	batch   = 0x01 count:uvarint entry*
+//	sums    = 0x02 count:uvarint (key:string ts:u64le node:string flags:u8)*
+//	digest  = 0x03 u64le * NumBuckets
+//	ints    = 0x04 count:uvarint uvarint*
+//	strings = 0x05 count:uvarint string*
+
+const (
+	tagBatch   = 0x01
+	tagSums    = 0x02
+	tagDigest  = 0x03
+	tagInts    = 0x04
+	tagStrings = 0x05
+
+	flagDeleted = 1
+)
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendVersion(b []byte, v Version, deleted bool) []byte {
+	b = binary.LittleEndian.AppendUint64(b, uint64(v.TS))
+	b = appendString(b, v.Node)
+	var f byte
+	if deleted {
+		f |= flagDeleted
+	}
+	return append(b, f)
+}
+
+// AppendEntry appends the encoding of e to b.
+func AppendEntry(b []byte, e Entry) []byte {
+	b = appendString(b, e.Key)
+	b = appendVersion(b, e.Version, e.Deleted)
+	b = binary.AppendUvarint(b, uint64(len(e.Value)))
+	return append(b, e.Value...)
+}
+
+// EncodeBatch encodes entries as one message.
+func EncodeBatch(es []Entry) []byte {
+	n := 8
+	for _, e := range es {
+		n += len(e.Key) + len(e.Value) + len(e.Version.Node) + 16
+	}
+	b := make([]byte, 0, n)
+	b = append(b, tagBatch)
+	b = binary.AppendUvarint(b, uint64(len(es)))
+	for _, e := range es {
+		b = AppendEntry(b, e)
+	}
+	return b
+}
+
+// EncodeSummaries encodes summaries as one message.
+func EncodeSummaries(ss []Summary) []byte {
+	b := []byte{tagSums}
+	b = binary.AppendUvarint(b, uint64(len(ss)))
+	for _, s := range ss {
+		b = appendString(b, s.Key)
+		b = appendVersion(b, s.Version, s.Deleted)
+	}
+	return b
+}
+
+// EncodeDigest encodes a digest.
+func EncodeDigest(d *Digest) []byte {
+	b := make([]byte, 0, 1+8*NumBuckets)
+	b = append(b, tagDigest)
+	for _, v := range d {
+		b = binary.LittleEndian.AppendUint64(b, v)
+	}
+	return b
+}
+
+// EncodeInts encodes a list of small non-negative integers (bucket numbers).
+func EncodeInts(xs []int) []byte {
+	b := []byte{tagInts}
+	b = binary.AppendUvarint(b, uint64(len(xs)))
+	for _, x := range xs {
+		b = binary.AppendUvarint(b, uint64(x))
+	}
+	return b
+}
+
+// EncodeStrings encodes a list of strings (keys).
+func EncodeStrings(ss []string) []byte {
+	b := []byte{tagStrings}
+	b = binary.AppendUvarint(b, uint64(len(ss)))
+	for _, s := range ss {
+		b = appendString(b, s)
+	}
+	return b
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: truncated or invalid %s", ErrCorrupt, what)
+	}
+}
+
+func (d *decoder) uvarint(what string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail(what)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) u64(what string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 8 {
+		d.fail(what)
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(d.b)
+	d.b = d.b[8:]
+	return v
+}
+
+func (d *decoder) byte1(what string) byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 1 {
+		d.fail(what)
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) bytes(what string, max int) []byte {
+	n := d.uvarint(what)
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) || n > uint64(max) {
+		d.fail(what)
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) str(what string, max int) string { return string(d.bytes(what, max)) }
+
+// count reads an element count and checks that the input could hold that
+// many elements of at least min bytes each.
+func (d *decoder) count(what string, min int) int {
+	n := d.uvarint(what)
+	if d.err == nil && n > uint64(len(d.b)/min) {
+		d.fail(what)
+		return 0
+	}
+	return int(n)
+}
+
+func (d *decoder) tag(want byte, what string) {
+	if d.byte1(what) != want && d.err == nil {
+		d.err = fmt.Errorf("%w: not a %s message", ErrCorrupt, what)
+	}
+}
+
+func (d *decoder) end(what string) error {
+	if d.err == nil && len(d.b) != 0 {
+		d.err = fmt.Errorf("%w: %d trailing bytes after %s", ErrCorrupt, len(d.b), what)
+	}
+	return d.err
+}
+
+func (d *decoder) version(what string) (Version, bool) {
+	ts := d.u64(what)
+	node := d.str(what, MaxNodeLen)
+	f := d.byte1(what)
+	if d.err == nil && f&^flagDeleted != 0 {
+		d.fail(what + " flags")
+	}
+	return Version{TS: Timestamp(ts), Node: node}, f&flagDeleted != 0
+}
+
+func (d *decoder) entry() Entry {
+	var e Entry
+	e.Key = d.str("entry key", MaxKeyLen)
+	e.Version, e.Deleted = d.version("entry version")
+	v := d.bytes("entry value", MaxValueLen)
+	if len(v) > 0 {
+		e.Value = append([]byte(nil), v...)
+	} else if !e.Deleted {
+		e.Value = []byte{}
+	}
+	return e
+}
+
+// DecodeEntry decodes one entry encoded by AppendEntry and checks it.
+func DecodeEntry(b []byte) (Entry, error) {
+	d := decoder{b: b}
+	e := d.entry()
+	if err := d.end("entry"); err != nil {
+		return Entry{}, err
+	}
+	return e, e.Validate()
+}
+
+// DecodeBatch decodes a message made by EncodeBatch and validates every entry.
+func DecodeBatch(b []byte) ([]Entry, error) {
+	d := decoder{b: b}
+	d.tag(tagBatch, "batch")
+	n := d.count("batch count", 12)
+	out := make([]Entry, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		e := d.entry()
+		if d.err == nil {
+			if err := e.Validate(); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, e)
+	}
+	if err := d.end("batch"); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DecodeSummaries decodes a message made by EncodeSummaries.
+func DecodeSummaries(b []byte) ([]Summary, error) {
+	d := decoder{b: b}
+	d.tag(tagSums, "summaries")
+	n := d.count("summaries count", 11)
+	out := make([]Summary, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		var s Summary
+		s.Key = d.str("summary key", MaxKeyLen)
+		s.Version, s.Deleted = d.version("summary version")
+		out = append(out, s)
+	}
+	if err := d.end("summaries"); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DecodeDigest decodes a message made by EncodeDigest.
+func DecodeDigest(b []byte) (*Digest, error) {
+	d := decoder{b: b}
+	d.tag(tagDigest, "digest")
+	var dg Digest
+	for i := range dg {
+		dg[i] = d.u64("digest")
+	}
+	if err := d.end("digest"); err != nil {
+		return nil, err
+	}
+	return &dg, nil
+}
+
+// DecodeInts decodes a message made by EncodeInts.
+func DecodeInts(b []byte) ([]int, error) {
+	d := decoder{b: b}
+	d.tag(tagInts, "ints")
+	n := d.count("ints count", 1)
+	out := make([]int, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		v := d.uvarint("int")
+		if v > 1<<31 {
+			d.fail("int")
+		}
+		out = append(out, int(v))
+	}
+	if err := d.end("ints"); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DecodeStrings decodes a message made by EncodeStrings.
+func DecodeStrings(b []byte) ([]string, error) {
+	d := decoder{b: b}
+	d.tag(tagStrings, "strings")
+	n := d.count("strings count", 1)
+	out := make([]string, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		out = append(out, d.str("string", MaxKeyLen))
+	}
+	if err := d.end("strings"); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

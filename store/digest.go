@@ -1,0 +1,199 @@
+package store
+
+import (
+	"encoding/binary"
+	"sort"
+	"strings"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Anti-entropy compares what two nodes hold without sending it. Keys are
+// spread over NumBuckets buckets by a hash of the key; a bucket's hash is the
+// XOR of the hashes of its entries' (key, version, deleted) summaries. XOR
+// makes the digest cheap to keep current: replacing an entry XORs the old
+// summary out and the new one in. Two nodes exchange the NumBuckets hashes
+// (8 KiB), and only the buckets whose hashes differ are listed key by key.
+// The hash is fixed (xxhash64), so every node, of any build, buckets and
+// hashes alike.
+
+// NumBuckets is the number of digest buckets. Changing it is a protocol change.
+const NumBuckets = 1024
+
+// Digest summarises a node's entries: one hash per bucket. Two nodes whose
+// digests are equal hold the same versions of the same keys, tombstones
+// included (up to hash collisions, 2^-64 per bucket).
+type Digest [NumBuckets]uint64
+
+// Diff returns, in increasing order, the buckets in which d and o differ.
+func (d *Digest) Diff(o *Digest) []int {
+	var out []int
+	for i := range d {
+		if d[i] != o[i] {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// Sum folds the digest into one hash, for a quick "are we equal" check.
+func (d *Digest) Sum() uint64 {
+	h := xxhash.New()
+	var b [8]byte
+	for _, v := range d {
+		binary.LittleEndian.PutUint64(b[:], v)
+		h.Write(b[:])
+	}
+	return h.Sum64()
+}
+
+// BucketOf returns the digest bucket that holds key.
+func BucketOf(key string) int {
+	return int(xxhash.Sum64String(key) % NumBuckets)
+}
+
+// Summary is what anti-entropy compares: an entry without its value.
+type Summary struct {
+	Key     string
+	Version Version
+	Deleted bool
+}
+
+// Summary returns e without its value.
+func (e Entry) Summary() Summary {
+	return Summary{Key: e.Key, Version: e.Version, Deleted: e.Deleted}
+}
+
+func (s Summary) hash() uint64 {
+	h := xxhash.New()
+	var b [9]byte
+	h.WriteString(s.Key)
+	h.Write([]byte{0})
+	binary.LittleEndian.PutUint64(b[:8], uint64(s.Version.TS))
+	if s.Deleted {
+		b[8] = 1
+	}
+	h.Write(b[:])
+	h.WriteString(s.Version.Node)
+	return h.Sum64()
+}
+
+// newer reports whether s supersedes t (same rule as Entry.Newer, without
+// the value tie-break, which summaries cannot see).
+func (s Summary) newer(t Summary) bool {
+	if c := s.Version.Compare(t.Version); c != 0 {
+		return c > 0
+	}
+	return s.Deleted && !t.Deleted
+}
+
+// index holds the summary of every entry, grouped by bucket, and the
+// running digest. It is not safe for concurrent use; Store guards it.
+type index struct {
+	buckets    [NumBuckets]map[string]Summary
+	digest     Digest
+	keys       int // live keys
+	tombstones int
+}
+
+func newIndex() *index {
+	x := &index{}
+	for i := range x.buckets {
+		x.buckets[i] = make(map[string]Summary)
+	}
+	return x
+}
+
+func (x *index) get(key string) (Summary, bool) {
+	s, ok := x.buckets[BucketOf(key)][key]
+	return s, ok
+}
+
+// set records s, replacing any previous summary of the same key.
+func (x *index) set(s Summary) {
+	b := BucketOf(s.Key)
+	if old, ok := x.buckets[b][s.Key]; ok {
+		x.digest[b] ^= old.hash()
+		x.count(old, -1)
+	}
+	x.buckets[b][s.Key] = s
+	x.digest[b] ^= s.hash()
+	x.count(s, 1)
+}
+
+func (x *index) remove(key string) {
+	b := BucketOf(key)
+	if old, ok := x.buckets[b][key]; ok {
+		x.digest[b] ^= old.hash()
+		x.count(old, -1)
+		delete(x.buckets[b], key)
+	}
+}
+
+func (x *index) count(s Summary, d int) {
+	if s.Deleted {
+		x.tombstones += d
+	} else {
+		x.keys += d
+	}
+}
+
+// summaries returns the summaries of the given buckets, sorted by key.
+func (x *index) summaries(buckets []int) []Summary {
+	var out []Summary
+	for _, b := range buckets {
+		if b < 0 || b >= NumBuckets {
+			continue
+		}
+		for _, s := range x.buckets[b] {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+// live returns the summaries of live keys with the prefix, sorted by key.
+func (x *index) live(prefix string) []Summary {
+	var out []Summary
+	for _, m := range x.buckets {
+		for k, s := range m {
+			if !s.Deleted && strings.HasPrefix(k, prefix) {
+				out = append(out, s)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+// Compare takes a peer's summaries of the given buckets (all of the peer's
+// entries in them) and the local index, and returns the keys the peer should
+// receive from us (we are newer, or it lacks them) and the keys we should
+// fetch from it. It is pure: the same inputs give the same outputs.
+func compare(local *index, buckets []int, remote []Summary) (give, take []string) {
+	seen := make(map[string]bool, len(remote))
+	for _, r := range remote {
+		seen[r.Key] = true
+		l, ok := local.get(r.Key)
+		switch {
+		case !ok || r.newer(l):
+			take = append(take, r.Key)
+		case l.newer(r):
+			give = append(give, r.Key)
+		}
+	}
+	for _, b := range buckets {
+		if b < 0 || b >= NumBuckets {
+			continue
+		}
+		for k := range local.buckets[b] {
+			if !seen[k] {
+				give = append(give, k)
+			}
+		}
+	}
+	sort.Strings(give)
+	sort.Strings(take)
+	return give, take
+}
