@@ -55,7 +55,11 @@ func NewClock(now func() time.Time) *Clock {
 func (c *Clock) Now() Timestamp {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	wall := MakeTimestamp(c.now().UnixMilli(), 0)
+	ms := c.now().UnixMilli()
+	if ms < 0 {
+		ms = 0 // a clock before 1970 would wrap to the far future
+	}
+	wall := MakeTimestamp(ms, 0)
 	if wall > c.last {
 		c.last = wall
 	} else {

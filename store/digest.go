@@ -139,12 +139,15 @@ func (x *index) count(s Summary, d int) {
 }
 
 // summaries returns the summaries of the given buckets, sorted by key.
+// Out-of-range and repeated bucket numbers are ignored.
 func (x *index) summaries(buckets []int) []Summary {
 	var out []Summary
+	var done [NumBuckets]bool
 	for _, b := range buckets {
-		if b < 0 || b >= NumBuckets {
+		if b < 0 || b >= NumBuckets || done[b] {
 			continue
 		}
+		done[b] = true
 		for _, s := range x.buckets[b] {
 			out = append(out, s)
 		}
@@ -174,6 +177,9 @@ func (x *index) live(prefix string) []Summary {
 func compare(local *index, buckets []int, remote []Summary) (give, take []string) {
 	seen := make(map[string]bool, len(remote))
 	for _, r := range remote {
+		if seen[r.Key] {
+			continue // a repeated key would be listed twice
+		}
 		seen[r.Key] = true
 		l, ok := local.get(r.Key)
 		switch {
@@ -183,10 +189,12 @@ func compare(local *index, buckets []int, remote []Summary) (give, take []string
 			give = append(give, r.Key)
 		}
 	}
+	var done [NumBuckets]bool
 	for _, b := range buckets {
-		if b < 0 || b >= NumBuckets {
+		if b < 0 || b >= NumBuckets || done[b] {
 			continue
 		}
+		done[b] = true
 		for k := range local.buckets[b] {
 			if !seen[k] {
 				give = append(give, k)

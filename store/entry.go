@@ -15,6 +15,11 @@ const (
 	MaxNodeLen  = 128      // bytes of a node name carried in a version
 )
 
+// MaxTimestamp is the greatest timestamp Validate accepts (wall time in
+// the year 6429). The bound keeps a Clock that witnesses a peer's
+// timestamp from ever counting past 2^64 and wrapping to zero.
+const MaxTimestamp = Timestamp(1<<63 - 1)
+
 // Sentinel errors. Callers test for them with errors.Is.
 var (
 	ErrNotFound      = errors.New("key not found")
@@ -121,7 +126,7 @@ func (e Entry) Validate() error {
 	if err := ValidateValue(e.Value); err != nil {
 		return err
 	}
-	if e.Version.TS == 0 || e.Version.Node == "" || len(e.Version.Node) > MaxNodeLen {
+	if e.Version.TS == 0 || e.Version.TS > MaxTimestamp || e.Version.Node == "" || len(e.Version.Node) > MaxNodeLen {
 		return fmt.Errorf("%w: entry %q has invalid version %v", ErrCorrupt, e.Key, e.Version)
 	}
 	if e.Deleted && len(e.Value) > 0 {

@@ -13,11 +13,12 @@ var _ Backend = (*MemBackend)(nil)
 // NewMemBackend returns an empty MemBackend.
 func NewMemBackend() *MemBackend { return &MemBackend{m: make(map[string]Entry)} }
 
+// Load calls fn for a snapshot of the entries, without holding the lock.
 func (b *MemBackend) Load(fn func(Entry) error) error {
 	b.mu.Lock()
 	es := make([]Entry, 0, len(b.m))
 	for _, e := range b.m {
-		es = append(es, e)
+		es = append(es, clone(e))
 	}
 	b.mu.Unlock()
 	for _, e := range es {
@@ -28,6 +29,7 @@ func (b *MemBackend) Load(fn func(Entry) error) error {
 	return nil
 }
 
+// Get returns a copy of the entry for key, or ErrNotFound.
 func (b *MemBackend) Get(key string) (Entry, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -35,18 +37,20 @@ func (b *MemBackend) Get(key string) (Entry, error) {
 	if !ok {
 		return Entry{}, ErrNotFound
 	}
-	return e, nil
+	return clone(e), nil
 }
 
+// Put stores copies of the entries.
 func (b *MemBackend) Put(es []Entry) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, e := range es {
-		b.m[e.Key] = e
+		b.m[e.Key] = clone(e)
 	}
 	return nil
 }
 
+// Delete removes the keys.
 func (b *MemBackend) Delete(keys []string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -56,5 +60,17 @@ func (b *MemBackend) Delete(keys []string) error {
 	return nil
 }
 
-func (b *MemBackend) Size() int64  { return 0 }
+// Size returns 0: nothing is on disk.
+func (b *MemBackend) Size() int64 { return 0 }
+
+// Close does nothing; the contents stay readable.
 func (b *MemBackend) Close() error { return nil }
+
+// clone copies e's value so that neither the caller nor the backend can
+// change the other's copy, as with a backend that persists bytes.
+func clone(e Entry) Entry {
+	if e.Value != nil {
+		e.Value = append([]byte{}, e.Value...)
+	}
+	return e
+}

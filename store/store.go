@@ -7,19 +7,28 @@ import (
 )
 
 // Backend persists entries. Implementations: MemBackend (tests) and
-// store/badger. A Backend need not be safe for concurrent writers: Store
-// serialises Put and Delete. Get may run concurrently with them.
+// store/badger; store/storetest checks both against one suite. A Backend
+// need not be safe for concurrent writers: Store serialises Put and Delete.
+// Get may run concurrently with them. A Backend does not retain the slices
+// it is given, and the entries it returns belong to the caller. It does not
+// validate entries: Store does that before writing.
 type Backend interface {
-	// Load calls fn once for every stored entry, in any order.
+	// Load calls fn once for every stored entry, in any order, and stops
+	// at the first error fn returns, returning it.
 	Load(fn func(Entry) error) error
 	// Get returns the entry for key, tombstones included, or ErrNotFound.
 	Get(key string) (Entry, error)
-	// Put stores the entries atomically, replacing earlier ones.
+	// Put stores the entries, replacing earlier ones with the same key.
+	// It is atomic unless the batch is too big for one transaction (see
+	// the implementation); the entries are independent, so any subset of
+	// them that lands is a valid state.
 	Put(entries []Entry) error
-	// Delete removes the keys (purged tombstones) atomically.
+	// Delete removes the keys (purged tombstones); missing keys are not an
+	// error. Like Put it may split a very large batch.
 	Delete(keys []string) error
 	// Size returns the bytes the backend uses on disk (0 if in memory).
 	Size() int64
+	// Close releases the backend. A second Close returns nil.
 	Close() error
 }
 
@@ -136,7 +145,8 @@ func (s *Store) Put(key string, value []byte) (Entry, error) {
 	if value == nil {
 		value = []byte{}
 	}
-	return s.write(Entry{Key: key, Value: value})
+	e, _, err := s.write(Entry{Key: key, Value: value})
+	return e, err
 }
 
 // Delete writes a tombstone for key and returns it, and whether a live
@@ -146,25 +156,24 @@ func (s *Store) Delete(key string) (Entry, bool, error) {
 	if err := ValidateKey(key); err != nil {
 		return Entry{}, false, err
 	}
-	s.mu.RLock()
-	cur, ok := s.idx.get(key)
-	s.mu.RUnlock()
-	e, err := s.write(Entry{Key: key, Deleted: true})
-	return e, ok && !cur.Deleted, err
+	return s.write(Entry{Key: key, Deleted: true})
 }
 
-func (s *Store) write(e Entry) (Entry, error) {
+// write stamps e with a new version and stores it. It reports whether the
+// key held a live value just before, read under the same lock as the write.
+func (s *Store) write(e Entry) (Entry, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return Entry{}, ErrClosed
+		return Entry{}, false, ErrClosed
 	}
+	cur, ok := s.idx.get(e.Key)
 	e.Version = Version{TS: s.clock.Now(), Node: s.node}
 	if err := s.b.Put([]Entry{e}); err != nil {
-		return Entry{}, fmt.Errorf("store: write %q: %w", e.Key, err)
+		return Entry{}, false, fmt.Errorf("store: write %q: %w", e.Key, err)
 	}
 	s.idx.set(s.intern(e.Summary()))
-	return e, nil
+	return e, ok && !cur.Deleted, nil
 }
 
 // Merge applies entries from another node under last-writer-wins and
@@ -235,7 +244,14 @@ func (s *Store) horizon() Timestamp {
 	if s.ttl <= 0 {
 		return 0
 	}
-	return MakeTimestamp(s.now().Add(-s.ttl).UnixMilli(), 0)
+	ms := s.now().Add(-s.ttl).UnixMilli()
+	if ms <= 0 {
+		// Before 1970 no tombstone can be older than the horizon; a
+		// negative value would wrap to a horizon in the far future and
+		// drop every tombstone.
+		return 0
+	}
+	return MakeTimestamp(ms, 0)
 }
 
 // Purge removes tombstones older than the TTL and returns how many.
