@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 )
 
@@ -11,7 +12,8 @@ import (
 // ErrCorrupt for malformed input; it never panics and never allocates more
 // than the input's size.
 //
-//	entry   = key:string ts:u64le node:string flags:u8 value:bytes
+//	entry   = key:string record
+//	record  = ts:u64le node:string flags:u8 value:bytes
 //	string  = len:uvarint data
 //	batch   = 0x01 count:uvarint entry*
 //	sums    = 0x02 count:uvarint (key:string ts:u64le node:string flags:u8)*
@@ -47,6 +49,13 @@ func appendVersion(b []byte, v Version, deleted bool) []byte {
 // AppendEntry appends the encoding of e to b.
 func AppendEntry(b []byte, e Entry) []byte {
 	b = appendString(b, e.Key)
+	return AppendRecord(b, e)
+}
+
+// AppendRecord appends the encoding of e without its key to b: the form a
+// Backend that keeps the key elsewhere (store/badger) stores as the value.
+// DecodeRecord reverses it.
+func AppendRecord(b []byte, e Entry) []byte {
 	b = appendVersion(b, e.Version, e.Deleted)
 	b = binary.AppendUvarint(b, uint64(len(e.Value)))
 	return append(b, e.Value...)
@@ -209,8 +218,12 @@ func (d *decoder) version(what string) (Version, bool) {
 }
 
 func (d *decoder) entry() Entry {
-	var e Entry
-	e.Key = d.str("entry key", MaxKeyLen)
+	key := d.str("entry key", MaxKeyLen)
+	return d.record(key)
+}
+
+func (d *decoder) record(key string) Entry {
+	e := Entry{Key: key}
 	e.Version, e.Deleted = d.version("entry version")
 	v := d.bytes("entry value", MaxValueLen)
 	if len(v) > 0 {
@@ -221,17 +234,48 @@ func (d *decoder) entry() Entry {
 	return e
 }
 
-// DecodeEntry decodes one entry encoded by AppendEntry and checks it.
+// DecodeEntry decodes one entry encoded by AppendEntry and checks it. An
+// entry that decodes but fails Validate is reported as ErrCorrupt wrapping
+// the validation error. The entry does not alias b.
 func DecodeEntry(b []byte) (Entry, error) {
 	d := decoder{b: b}
 	e := d.entry()
 	if err := d.end("entry"); err != nil {
 		return Entry{}, err
 	}
-	return e, e.Validate()
+	if err := e.Validate(); err != nil {
+		return Entry{}, corrupt(err)
+	}
+	return e, nil
 }
 
-// DecodeBatch decodes a message made by EncodeBatch and validates every entry.
+// DecodeRecord decodes a record made by AppendRecord, gives it key, and
+// checks it as DecodeEntry does. The entry does not alias b.
+func DecodeRecord(key string, b []byte) (Entry, error) {
+	d := decoder{b: b}
+	e := d.record(key)
+	if err := d.end("record"); err != nil {
+		return Entry{}, err
+	}
+	if err := e.Validate(); err != nil {
+		return Entry{}, corrupt(err)
+	}
+	return e, nil
+}
+
+// corrupt marks a validation error found while decoding as ErrCorrupt too,
+// keeping the original sentinel (ErrInvalidKey, ErrValueTooLarge) visible
+// to errors.Is.
+func corrupt(err error) error {
+	if errors.Is(err, ErrCorrupt) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrCorrupt, err)
+}
+
+// DecodeBatch decodes a message made by EncodeBatch and validates every
+// entry; an invalid entry fails the whole batch with ErrCorrupt. The
+// entries do not alias b.
 func DecodeBatch(b []byte) ([]Entry, error) {
 	d := decoder{b: b}
 	d.tag(tagBatch, "batch")
@@ -241,7 +285,7 @@ func DecodeBatch(b []byte) ([]Entry, error) {
 		e := d.entry()
 		if d.err == nil {
 			if err := e.Validate(); err != nil {
-				return nil, err
+				return nil, fmt.Errorf("batch entry %d: %w", i, corrupt(err))
 			}
 		}
 		out = append(out, e)
