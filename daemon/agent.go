@@ -1,0 +1,441 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/serf/serf"
+
+	"github.com/peerctl/peerctl/store"
+	"github.com/peerctl/peerctl/store/badger"
+)
+
+// Serf tags every agent sets.
+const (
+	tagAPI     = "api" // HTTP API address others reach this node at
+	tagVersion = "ver"
+)
+
+// Agent is one peerctl daemon: serf for membership and failure detection,
+// a store, the replicator, and the HTTP API. Create starts it; Leave and
+// Shutdown stop it. Its methods are safe for concurrent use.
+type Agent struct {
+	cfg       *Config
+	log       *slog.Logger
+	st        *store.Store
+	serf      *serf.Serf
+	repl      *replicator
+	counters  *counters
+	http      *httpServer
+	apiAddr   string // advertised API address
+	gossip    string // advertised gossip address
+	startedAt time.Time
+
+	eventCh chan serf.Event
+	stopCh  chan struct{}
+	wg      sync.WaitGroup
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+	leaveOnce    sync.Once
+	leaveErr     error
+}
+
+// Create opens the store, starts serf and the HTTP API and returns a
+// running Agent. Each error is one line that says what to do.
+func Create(cfg *Config) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		counters:  &counters{},
+		eventCh:   make(chan serf.Event, 1024),
+		stopCh:    make(chan struct{}),
+		startedAt: time.Now(),
+	}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	a.log = a.log.With("node", cfg.Name)
+
+	ln, err := net.Listen("tcp", cfg.API)
+	if err != nil {
+		return nil, listenError("--api", cfg.API, err)
+	}
+	if err := a.openStore(); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	var tr Transport = newHTTPTransport()
+	if cfg.WrapTransport != nil {
+		tr = cfg.WrapTransport(tr)
+	}
+	a.repl = newReplicator(a.st, tr, a.counters, a.log, cfg.PushWindow, cfg.SyncInterval)
+	a.http = newHTTPServer(a, ln)
+	a.apiAddr = advertisedAPI(ln.Addr().String(), cfg)
+	if err := a.startSerf(); err != nil {
+		ln.Close()
+		a.st.Close()
+		return nil, err
+	}
+	a.gossip = a.serf.LocalMember().Addr.String() + ":" + strconv.Itoa(int(a.serf.LocalMember().Port))
+	a.http.start()
+	a.repl.start()
+	a.wg.Add(2)
+	go a.eventLoop()
+	go a.maintain()
+	for _, m := range a.serf.Members() {
+		a.memberChanged(m)
+	}
+	if len(cfg.Join) > 0 {
+		a.wg.Add(1)
+		go a.joinLoop(cfg.Join)
+	}
+	a.log.Info("agent started", "gossip", a.gossip, "api", a.apiAddr, "data_dir", cfg.DataDir, "profile", cfg.Profile, "encrypted", cfg.EncryptKey != "")
+	return a, nil
+}
+
+func listenError(flag, addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s %s: address already in use (another agent running? pick a free port)", flag, addr)
+	}
+	return fmt.Errorf("%s %s: %w", flag, addr, err)
+}
+
+func (a *Agent) openStore() error {
+	var opts badger.Options
+	opts.SyncWrites = a.cfg.SyncWrites
+	opts.InMemory = a.cfg.InMemory
+	opts.Logger = a.log
+	dir := ""
+	if !a.cfg.InMemory {
+		if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
+			return fmt.Errorf("--data-dir %s: %w", a.cfg.DataDir, err)
+		}
+		dir = filepath.Join(a.cfg.DataDir, "store")
+	}
+	be, err := badger.Open(dir, opts)
+	if err != nil {
+		if errors.Is(err, badger.ErrLocked) {
+			return fmt.Errorf("--data-dir %s is in use by another running agent: stop it or choose another --data-dir", a.cfg.DataDir)
+		}
+		return fmt.Errorf("open store in %s: %w", a.cfg.DataDir, err)
+	}
+	st, err := store.Open(be, store.Config{Node: a.cfg.Name, TombstoneTTL: a.cfg.TombstoneTTL})
+	if err != nil {
+		be.Close()
+		return err
+	}
+	a.st = st
+	return nil
+}
+
+func (a *Agent) startSerf() error {
+	mc, err := profileConfig(a.cfg.Profile)
+	if err != nil {
+		return err
+	}
+	host, port, _ := splitHostPort(a.cfg.Bind)
+	// Check the port first: memberlist's own error is long and unclear.
+	if port != 0 {
+		if err := probePort(host, port); err != nil {
+			return listenError("--bind", a.cfg.Bind, err)
+		}
+	}
+	mc.BindAddr, mc.BindPort = host, port
+	if a.cfg.Advertise != "" {
+		h, p, _ := splitHostPort(a.cfg.Advertise)
+		mc.AdvertiseAddr, mc.AdvertisePort = h, p
+	}
+	key, _ := a.cfg.key()
+	mc.SecretKey = key
+	// A node that crashed and comes back on another address may take its
+	// name back once it has been dead this long (otherwise memberlist
+	// rejects it as a name conflict until the old entry is reaped).
+	mc.DeadNodeReclaimTime = 5 * time.Second
+	logger := log.New(&logWriter{log: a.log}, "", 0)
+	mc.Logger = logger
+
+	sc := serf.DefaultConfig()
+	sc.NodeName = a.cfg.Name
+	sc.MemberlistConfig = mc
+	sc.Logger = logger
+	sc.EventCh = a.eventCh
+	sc.Tags = map[string]string{tagAPI: a.apiAddr, tagVersion: Version}
+	sc.ReconnectInterval = a.cfg.ReconnectInterval
+	sc.ReconnectTimeout = 72 * time.Hour
+	sc.TombstoneTimeout = 24 * time.Hour
+	sc.RejoinAfterLeave = true
+	if !a.cfg.InMemory {
+		sc.SnapshotPath = filepath.Join(a.cfg.DataDir, "serf.snapshot")
+	}
+	s, err := serf.Create(sc)
+	if err != nil {
+		if strings.Contains(err.Error(), "address already in use") {
+			return listenError("--bind", a.cfg.Bind, syscall.EADDRINUSE)
+		}
+		return fmt.Errorf("start gossip on %s: %w", a.cfg.Bind, err)
+	}
+	a.serf = s
+	return nil
+}
+
+// probePort checks that both the TCP and UDP gossip ports are free.
+func probePort(host string, port int) error {
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	l.Close()
+	u, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return err
+	}
+	u.Close()
+	return nil
+}
+
+// advertisedAPI is the API address to put in serf tags: the listen address,
+// with an unspecified host replaced by the gossip advertise host.
+func advertisedAPI(listen string, cfg *Config) string {
+	h, p, _ := net.SplitHostPort(listen)
+	if ip := net.ParseIP(h); ip != nil && ip.IsUnspecified() {
+		adv := cfg.Advertise
+		if adv == "" {
+			adv = cfg.Bind
+		}
+		ah, _, _ := net.SplitHostPort(adv)
+		if aip := net.ParseIP(ah); ah != "" && (aip == nil || !aip.IsUnspecified()) {
+			h = ah
+		} else {
+			h = "127.0.0.1"
+		}
+	}
+	return net.JoinHostPort(h, p)
+}
+
+// joinLoop joins the given addresses, retrying with exponential backoff
+// until one join succeeds or the agent stops.
+func (a *Agent) joinLoop(addrs []string) {
+	defer a.wg.Done()
+	backoff := 200 * time.Millisecond
+	for {
+		n, err := a.serf.Join(addrs, true)
+		if n > 0 {
+			a.log.Info("joined cluster", "contacted", n)
+			return
+		}
+		a.log.Warn("join failed; retrying", "addrs", addrs, "in", backoff, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-a.stopCh:
+			return
+		}
+		backoff = min(backoff*2, 15*time.Second)
+	}
+}
+
+func (a *Agent) eventLoop() {
+	defer a.wg.Done()
+	for {
+		select {
+		case ev := <-a.eventCh:
+			me, ok := ev.(serf.MemberEvent)
+			if !ok {
+				continue
+			}
+			for _, m := range me.Members {
+				a.log.Info("member "+me.Type.String(), "member", m.Name, "addr", net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))))
+				a.memberChanged(m)
+				if me.Type == serf.EventMemberJoin && m.Name != a.cfg.Name {
+					// A new or returning node: reconcile with it now
+					// rather than waiting for the random choice.
+					a.repl.requestSync(m.Name)
+				}
+			}
+		case <-a.stopCh:
+			return
+		}
+	}
+}
+
+// memberChanged updates the replication peers from a member's status.
+func (a *Agent) memberChanged(m serf.Member) {
+	if m.Name == a.cfg.Name {
+		return
+	}
+	api := m.Tags[tagAPI]
+	if m.Status == serf.StatusAlive && api != "" {
+		a.repl.setPeer(m.Name, api)
+	} else {
+		a.repl.removePeer(m.Name)
+	}
+}
+
+// maintain purges old tombstones and collects badger's value log.
+func (a *Agent) maintain() {
+	defer a.wg.Done()
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			if n, err := a.st.Purge(); err != nil {
+				a.log.Warn("purge tombstones", "err", err)
+			} else if n > 0 {
+				a.log.Info("purged tombstones", "count", n, "older_than", a.cfg.TombstoneTTL)
+			}
+		case <-a.stopCh:
+			return
+		}
+	}
+}
+
+// Name returns the node's name.
+func (a *Agent) Name() string { return a.cfg.Name }
+
+// APIAddr returns the advertised HTTP API address.
+func (a *Agent) APIAddr() string { return a.apiAddr }
+
+// GossipAddr returns the advertised gossip address.
+func (a *Agent) GossipAddr() string { return a.gossip }
+
+// Store returns the node's store.
+func (a *Agent) Store() *store.Store { return a.st }
+
+// Members returns the members as this node sees them. Serf reports a node
+// under suspicion as alive; memberlist's own state tells it apart.
+func (a *Agent) Members() []Member {
+	suspect := map[string]bool{}
+	for _, n := range a.serf.Memberlist().Members() {
+		if n.State == memberlist.StateSuspect {
+			suspect[n.Name] = true
+		}
+	}
+	ms := a.serf.Members()
+	out := make([]Member, 0, len(ms))
+	for _, m := range ms {
+		st := m.Status.String()
+		if m.Status == serf.StatusAlive && suspect[m.Name] {
+			st = "suspect"
+		}
+		tags := make(map[string]string, len(m.Tags))
+		for k, v := range m.Tags {
+			tags[k] = v
+		}
+		out = append(out, Member{
+			Name:   m.Name,
+			Addr:   net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))),
+			API:    m.Tags[tagAPI],
+			Status: st,
+			Tags:   tags,
+		})
+	}
+	return out
+}
+
+// Put writes a key locally and replicates it.
+func (a *Agent) Put(key string, value []byte) (store.Entry, error) {
+	e, err := a.st.Put(key, value)
+	if err == nil {
+		a.repl.broadcast(e)
+	}
+	return e, err
+}
+
+// Delete deletes a key locally and replicates the tombstone.
+func (a *Agent) Delete(key string) (store.Entry, bool, error) {
+	e, existed, err := a.st.Delete(key)
+	if err == nil {
+		a.repl.broadcast(e)
+	}
+	return e, existed, err
+}
+
+// Leave leaves the cluster gracefully: the others see "left", not "failed".
+// It is idempotent.
+func (a *Agent) Leave() error {
+	a.leaveOnce.Do(func() {
+		a.log.Info("leaving cluster")
+		a.leaveErr = a.serf.Leave()
+	})
+	return a.leaveErr
+}
+
+// Shutdown stops serf, replication and the API, and closes the store. It
+// does not leave: call Leave first for a graceful exit. It is idempotent.
+func (a *Agent) Shutdown() error {
+	a.shutdownOnce.Do(func() {
+		close(a.stopCh)
+		var errs []error
+		errs = append(errs, a.serf.Shutdown())
+		a.http.stop()
+		a.repl.stop()
+		a.wg.Wait()
+		errs = append(errs, a.st.Close())
+		a.shutdownErr = errors.Join(errs...)
+		a.log.Info("agent stopped")
+	})
+	return a.shutdownErr
+}
+
+// kill ends the process at once, or in tests stops the agent without
+// leaving or flushing.
+func (a *Agent) kill() {
+	a.log.Warn("killed by request: exiting at once without leaving")
+	if a.cfg.Kill != nil {
+		a.cfg.Kill()
+		return
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGKILL)
+}
+
+// leaveAndExit leaves, shuts down, then tells the owner through OnLeave.
+func (a *Agent) leaveAndExit() {
+	if err := a.Leave(); err != nil {
+		a.log.Warn("leave", "err", err)
+	}
+	a.Shutdown()
+	if a.cfg.OnLeave != nil {
+		a.cfg.OnLeave()
+	}
+}
+
+// logWriter turns serf's and memberlist's "[LEVEL] text" log lines into
+// slog records.
+type logWriter struct{ log *slog.Logger }
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	level := slog.LevelInfo
+	for _, l := range []struct {
+		tag string
+		lv  slog.Level
+	}{{"[DEBUG]", slog.LevelDebug}, {"[INFO]", slog.LevelInfo}, {"[WARN]", slog.LevelWarn}, {"[ERR]", slog.LevelError}, {"[ERROR]", slog.LevelError}} {
+		if i := strings.Index(line, l.tag); i >= 0 {
+			level = l.lv
+			line = strings.TrimSpace(line[i+len(l.tag):])
+			break
+		}
+	}
+	w.log.Log(context.Background(), level, line)
+	return len(p), nil
+}
+
+var _ io.Writer = (*logWriter)(nil)

@@ -1,0 +1,119 @@
+package daemon
+
+// The HTTP API. Every daemon serves it on --api (loopback by default). All
+// paths are versioned under /v1; bodies are JSON unless noted; errors are
+// {"error": "..."} with a 4xx or 5xx status. Any request may carry
+// ?node=NAME: the daemon then forwards it to that member's API address (from
+// its serf tags), so a client that reaches one node reaches all of them.
+//
+//	GET    /v1/members             []Member
+//	GET    /v1/info                Info
+//	GET    /v1/kv/KEY              KV (404 if missing or deleted)
+//	GET    /v1/kv/KEY?all=1        []NodeKV, the key as each alive node holds it
+//	PUT    /v1/kv/KEY              body: the raw value; WriteResult
+//	DELETE /v1/kv/KEY              WriteResult
+//	GET    /v1/kv?prefix=P         []KeyInfo, live keys sorted
+//	POST   /v1/kill                202; the process then dies as with kill -9
+//	POST   /v1/leave               202; the node leaves gracefully and exits
+//
+// KEY is path-escaped (url.PathEscape), so it may contain '/'.
+//
+// Replication between daemons uses POST /v1/internal/{push,digest,sync} with
+// the binary encoding of store/codec.go; see replicate.go. Those paths go
+// through the node's Transport and are not for clients.
+
+import "time"
+
+// Member is one member of the cluster as a node sees it.
+type Member struct {
+	Name   string            `json:"name"`
+	Addr   string            `json:"addr"`   // gossip address host:port
+	API    string            `json:"api"`    // HTTP API address host:port
+	Status string            `json:"status"` // alive, suspect, leaving, left, failed
+	Tags   map[string]string `json:"tags"`
+}
+
+// KV is one key's entry as a node holds it.
+type KV struct {
+	Key     string    `json:"key"`
+	Value   []byte    `json:"value"` // base64 in JSON
+	Version string    `json:"version"`
+	TS      uint64    `json:"ts"`     // hybrid logical clock timestamp
+	Origin  string    `json:"origin"` // node that wrote it
+	Time    time.Time `json:"time"`   // wall-clock part of TS
+	Deleted bool      `json:"deleted,omitempty"`
+}
+
+// NodeKV is a key as one node holds it, for GET ?all=1.
+type NodeKV struct {
+	Node   string `json:"node"`
+	Status string `json:"status"`
+	KV     *KV    `json:"kv,omitempty"`    // nil if the node lacks the key
+	Error  string `json:"error,omitempty"` // set if the node could not be asked
+}
+
+// WriteResult acknowledges a put or delete.
+type WriteResult struct {
+	Key     string `json:"key"`
+	Version string `json:"version"`
+	TS      uint64 `json:"ts"`
+	Origin  string `json:"origin"`
+	Existed bool   `json:"existed,omitempty"` // for delete: a live value was there
+}
+
+// KeyInfo lists one live key.
+type KeyInfo struct {
+	Key     string `json:"key"`
+	Version string `json:"version"`
+	TS      uint64 `json:"ts"`
+	Origin  string `json:"origin"`
+}
+
+// Info describes a node and what it has done.
+type Info struct {
+	Name        string           `json:"name"`
+	Addr        string           `json:"addr"`
+	API         string           `json:"api"`
+	Version     string           `json:"version"`
+	Profile     string           `json:"profile"`
+	DataDir     string           `json:"data_dir"`
+	PID         int              `json:"pid"`
+	Encrypted   bool             `json:"encrypted"`
+	StartedAt   time.Time        `json:"started_at"`
+	Uptime      string           `json:"uptime"`
+	Members     map[string]int   `json:"members"` // count by status
+	Store       StoreStats       `json:"store"`
+	Replication ReplicationStats `json:"replication"`
+}
+
+// StoreStats is what the store holds.
+type StoreStats struct {
+	Keys       int    `json:"keys"`
+	Tombstones int    `json:"tombstones"`
+	DiskBytes  int64  `json:"disk_bytes"`
+	Digest     string `json:"digest"` // hex hash of the whole digest: equal on converged nodes
+}
+
+// ReplicationStats counts replication traffic and progress.
+type ReplicationStats struct {
+	MsgsSent         uint64 `json:"msgs_sent"`
+	MsgsReceived     uint64 `json:"msgs_received"`
+	BytesSent        uint64 `json:"bytes_sent"`
+	BytesReceived    uint64 `json:"bytes_received"`
+	PushesSent       uint64 `json:"pushes_sent"`
+	PushesFailed     uint64 `json:"pushes_failed"`
+	EntriesPushed    uint64 `json:"entries_pushed"`
+	EntriesApplied   uint64 `json:"entries_applied"` // remote entries that changed this store
+	SyncRounds       uint64 `json:"sync_rounds"`     // anti-entropy rounds this node started
+	SyncRepaired     uint64 `json:"sync_repaired"`   // entries fetched by anti-entropy
+	Pending          int    `json:"pending"`         // entries queued for peers, not yet sent
+	LastSync         string `json:"last_sync,omitempty"`
+	LagMillis        int64  `json:"lag_ms"` // age of the newest remote entry when it arrived
+	LagAvgMillis     int64  `json:"lag_avg_ms"`
+	MalformedDropped uint64 `json:"malformed_dropped"`
+}
+
+// apiError is the body of every error response.
+type apiError struct {
+	Error string `json:"error"`
+}

@@ -1,0 +1,156 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// ErrKeyNotFound is returned by Client.Get when the key is missing or deleted.
+var ErrKeyNotFound = errors.New("key not found")
+
+// StatusError is an error response from a daemon.
+type StatusError struct {
+	Code int
+	Msg  string
+}
+
+func (e *StatusError) Error() string { return e.Msg }
+
+// Client talks to one daemon's HTTP API. Methods that take a node name
+// reach that node through the daemon ("" means the daemon itself). It is
+// safe for concurrent use.
+type Client struct {
+	addr string
+	hc   *http.Client
+}
+
+// NewClient returns a client for the daemon whose API listens on addr
+// (host:port).
+func NewClient(addr string) *Client {
+	return &Client{addr: addr, hc: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// Addr returns the daemon address the client talks to.
+func (c *Client) Addr() string { return c.addr }
+
+func (c *Client) url(path, node string, q url.Values) string {
+	if q == nil {
+		q = url.Values{}
+	}
+	if node != "" {
+		q.Set("node", node)
+	}
+	u := "http://" + c.addr + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	return u
+}
+
+func kvPath(key string) string { return "/v1/kv/" + url.PathEscape(key) }
+
+// do sends a request and decodes a JSON reply into out (if non-nil).
+func (c *Client) do(ctx context.Context, method, u string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		var ne *net.OpError
+		if errors.As(err, &ne) && ne.Op == "dial" {
+			return fmt.Errorf("cannot reach a peerctl daemon at %s (is `peerctl agent` running? set --addr or PEERCTL_ADDR): %w", c.addr, err)
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("read reply from %s: %w", c.addr, err)
+	}
+	if resp.StatusCode >= 300 {
+		var ae apiError
+		if json.Unmarshal(data, &ae) == nil && ae.Error != "" {
+			return &StatusError{Code: resp.StatusCode, Msg: ae.Error}
+		}
+		return &StatusError{Code: resp.StatusCode, Msg: fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(data)))}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("decode reply from %s: %w", c.addr, err)
+	}
+	return nil
+}
+
+// Members lists the members as the node sees them.
+func (c *Client) Members(ctx context.Context, node string) ([]Member, error) {
+	var out []Member
+	return out, c.do(ctx, "GET", c.url("/v1/members", node, nil), nil, &out)
+}
+
+// Info returns the node's description and statistics.
+func (c *Client) Info(ctx context.Context, node string) (*Info, error) {
+	var out Info
+	return &out, c.do(ctx, "GET", c.url("/v1/info", node, nil), nil, &out)
+}
+
+// Get returns the key as the node holds it, or ErrKeyNotFound.
+func (c *Client) Get(ctx context.Context, node, key string) (*KV, error) {
+	var out KV
+	err := c.do(ctx, "GET", c.url(kvPath(key), node, nil), nil, &out)
+	var se *StatusError
+	if errors.As(err, &se) && se.Code == http.StatusNotFound {
+		return nil, ErrKeyNotFound
+	}
+	return &out, err
+}
+
+// GetAll returns the key as every alive node holds it.
+func (c *Client) GetAll(ctx context.Context, key string) ([]NodeKV, error) {
+	var out []NodeKV
+	return out, c.do(ctx, "GET", c.url(kvPath(key), "", url.Values{"all": {"1"}}), nil, &out)
+}
+
+// Put writes the value at the node.
+func (c *Client) Put(ctx context.Context, node, key string, value []byte) (*WriteResult, error) {
+	var out WriteResult
+	return &out, c.do(ctx, "PUT", c.url(kvPath(key), node, nil), bytes.NewReader(value), &out)
+}
+
+// Delete deletes the key at the node.
+func (c *Client) Delete(ctx context.Context, node, key string) (*WriteResult, error) {
+	var out WriteResult
+	return &out, c.do(ctx, "DELETE", c.url(kvPath(key), node, nil), nil, &out)
+}
+
+// List returns the live keys with the prefix, sorted.
+func (c *Client) List(ctx context.Context, node, prefix string) ([]KeyInfo, error) {
+	var out []KeyInfo
+	return out, c.do(ctx, "GET", c.url("/v1/kv", node, url.Values{"prefix": {prefix}}), nil, &out)
+}
+
+// Kill makes the node's process exit at once, as with kill -9.
+func (c *Client) Kill(ctx context.Context, node string) error {
+	return c.do(ctx, "POST", c.url("/v1/kill", node, nil), nil, nil)
+}
+
+// Leave makes the node leave the cluster gracefully and exit.
+func (c *Client) Leave(ctx context.Context, node string) error {
+	return c.do(ctx, "POST", c.url("/v1/leave", node, nil), nil, nil)
+}
+
+// NewClientWith returns a client that uses hc.
+func NewClientWith(addr string, hc *http.Client) *Client {
+	return &Client{addr: addr, hc: hc}
+}

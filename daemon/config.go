@@ -1,0 +1,162 @@
+package daemon
+
+import (
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Version is the peerctl version, advertised in serf tags.
+var Version = "0.1.0"
+
+// Config configures an Agent. Start from DefaultConfig and Validate.
+type Config struct {
+	Name       string   // node name, unique in the cluster
+	Bind       string   // gossip listen address host:port (UDP and TCP)
+	Advertise  string   // gossip address others use; defaults to Bind
+	API        string   // HTTP API listen address host:port
+	Join       []string // addresses to join, retried with backoff
+	DataDir    string   // badger store, serf snapshot
+	EncryptKey string   // base64 gossip key, 16, 24 or 32 bytes; "" for none
+	Profile    string   // local, lan or wan
+
+	// SyncWrites makes every write fsync before it is acknowledged, so it
+	// survives power loss; without it a write survives a process crash.
+	SyncWrites bool
+	// InMemory keeps the store in memory (tests only).
+	InMemory bool
+
+	SyncInterval      time.Duration // anti-entropy period
+	PushWindow        time.Duration // how long a push waits to batch more writes
+	TombstoneTTL      time.Duration // tombstones are purged after this
+	ReconnectInterval time.Duration // serf retries failed members this often
+
+	Logger *slog.Logger
+
+	// WrapTransport, if set, wraps the replication transport (tests, and the
+	// place a fault layer plugs in).
+	WrapTransport func(Transport) Transport
+
+	// Kill ends the process at once, as kill -9 does. Tests replace it.
+	Kill func()
+	// OnLeave is called after a leave requested through the API has
+	// completed; the agent command exits the process from it.
+	OnLeave func()
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() *Config {
+	host, _ := os.Hostname()
+	return &Config{
+		Name:              host,
+		Bind:              "127.0.0.1:7946",
+		API:               "127.0.0.1:7947",
+		Profile:           "local",
+		SyncInterval:      time.Second,
+		PushWindow:        2 * time.Millisecond,
+		TombstoneTTL:      24 * time.Hour,
+		ReconnectInterval: 3 * time.Second,
+		Logger:            slog.Default(),
+	}
+}
+
+// Validate checks the configuration and names the bad field.
+func (c *Config) Validate() error {
+	if c.Name == "" {
+		return fmt.Errorf("--name is empty: give this node a name unique in the cluster")
+	}
+	if len(c.Name) > 128 {
+		return fmt.Errorf("--name is %d bytes, the limit is 128", len(c.Name))
+	}
+	if _, _, err := splitHostPort(c.Bind); err != nil {
+		return fmt.Errorf("--bind %q: %w", c.Bind, err)
+	}
+	if c.Advertise != "" {
+		if _, _, err := splitHostPort(c.Advertise); err != nil {
+			return fmt.Errorf("--advertise %q: %w", c.Advertise, err)
+		}
+	}
+	if _, _, err := splitHostPort(c.API); err != nil {
+		return fmt.Errorf("--api %q: %w", c.API, err)
+	}
+	for _, j := range c.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			return fmt.Errorf("--join %q: want HOST:PORT", j)
+		}
+	}
+	if c.DataDir == "" && !c.InMemory {
+		return fmt.Errorf("--data-dir is required: the directory for this node's store and membership snapshot")
+	}
+	if _, err := c.key(); err != nil {
+		return err
+	}
+	if _, err := profileConfig(c.Profile); err != nil {
+		return err
+	}
+	if c.SyncInterval <= 0 || c.ReconnectInterval <= 0 {
+		return fmt.Errorf("sync and reconnect intervals must be positive")
+	}
+	return nil
+}
+
+func (c *Config) key() ([]byte, error) {
+	if c.EncryptKey == "" {
+		return nil, nil
+	}
+	k, err := base64.StdEncoding.DecodeString(c.EncryptKey)
+	if err != nil {
+		return nil, fmt.Errorf("--encrypt: not base64: %v (make a key with `peerctl keygen`)", err)
+	}
+	if n := len(k); n != 16 && n != 24 && n != 32 {
+		return nil, fmt.Errorf("--encrypt: key is %d bytes, want 16, 24 or 32 (make one with `peerctl keygen`)", n)
+	}
+	return k, nil
+}
+
+func splitHostPort(s string) (string, int, error) {
+	h, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, fmt.Errorf("want HOST:PORT")
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 0 || n > 65535 {
+		return "", 0, fmt.Errorf("port %q is not a number in 0..65535", p)
+	}
+	if h == "" {
+		h = "0.0.0.0"
+	}
+	return h, n, nil
+}
+
+// Profiles are memberlist's timing presets. "local" is ours: tuned for many
+// daemons on one machine, it detects a dead node faster than memberlist's
+// DefaultLocalConfig (see ../shared/FACTS.md) while keeping Lifeguard's
+// suspicion confirmations, which are what prevent false alarms.
+func profileConfig(name string) (*memberlist.Config, error) {
+	switch name {
+	case "local":
+		c := memberlist.DefaultLocalConfig()
+		c.ProbeInterval = 500 * time.Millisecond
+		c.ProbeTimeout = 250 * time.Millisecond
+		c.SuspicionMult = 3
+		c.SuspicionMaxTimeoutMult = 4
+		c.GossipInterval = 50 * time.Millisecond
+		c.RetransmitMult = 3
+		c.PushPullInterval = 10 * time.Second
+		return c, nil
+	case "lan":
+		return memberlist.DefaultLANConfig(), nil
+	case "wan":
+		return memberlist.DefaultWANConfig(), nil
+	}
+	return nil, fmt.Errorf("--profile %q: want local, lan or wan", name)
+}
+
+// Profiles lists the valid --profile values.
+var Profiles = []string{"local", "lan", "wan"}

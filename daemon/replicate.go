@@ -1,0 +1,478 @@
+package daemon
+
+// Replication follows both halves of Demers et al. (1987), "Epidemic
+// algorithms for replicated database maintenance":
+//
+// Dissemination (direct mail). A write accepted at a node is queued for every
+// alive peer and pushed to it at once; a per-peer worker sends one message at
+// a time, so writes that arrive while a push is in flight travel together in
+// the next one (batching under load costs no latency when idle). A push that
+// fails is dropped: anti-entropy repairs it, and the peer is synced soon.
+//
+// Anti-entropy. Every SyncInterval a node picks a random alive peer and
+// reconciles with it in at most three messages:
+//
+//	A -> B  digest   A's 1024 bucket hashes          B replies: differing buckets
+//	A -> B  sync     the buckets + A's summaries     B replies: entries A lacks
+//	                 of every key in them                       + keys B lacks (capped; more=1 if cut)
+//	A -> B  push     the entries B lacks (if any)
+//
+// Both sides end with the newer version of every key in those buckets, so a
+// node that was down, partitioned or missed a push converges, and a new empty
+// node receives everything (in rounds of at most syncChunk bytes). Merges are
+// last-writer-wins (store.Merge), so the order in which pushes and syncs
+// arrive does not matter.
+//
+// All traffic goes through the Transport; handle is the single entry point
+// for what arrives.
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/peerctl/peerctl/store"
+)
+
+const (
+	syncChunk      = 4 << 20  // max bytes of entries in one sync reply
+	pushChunk      = 1 << 20  // max bytes of entries in one push message
+	maxPending     = 32 << 20 // a peer's queue beyond this is dropped; sync repairs
+	maxSyncRepeats = 256      // rounds in a row while a peer says more
+)
+
+// replicator owns dissemination and anti-entropy for one node.
+type replicator struct {
+	st       *store.Store
+	tr       Transport
+	log      *slog.Logger
+	window   time.Duration
+	interval time.Duration
+	now      func() time.Time
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex // guards peers
+	peers map[string]*peer
+
+	syncNow chan string // names of peers to sync with soon
+
+	c            *counters
+	pushesSent   atomic.Uint64
+	pushesFailed atomic.Uint64
+	entriesPush  atomic.Uint64
+	applied      atomic.Uint64
+	syncRounds   atomic.Uint64
+	repaired     atomic.Uint64
+	malformed    atomic.Uint64
+	lastLag      atomic.Int64 // ms
+	avgLag       atomic.Int64 // ms, EWMA
+	lastSync     atomic.Int64 // unix ms
+}
+
+// peer is an alive member we replicate to.
+type peer struct {
+	name, addr string
+	signal     chan struct{} // buffered 1: pending is non-empty
+	done       chan struct{}
+
+	mu           sync.Mutex // guards pending, pendingBytes
+	pending      []store.Entry
+	pendingBytes int
+}
+
+func newReplicator(st *store.Store, tr Transport, c *counters, log *slog.Logger, window, interval time.Duration) *replicator {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &replicator{
+		st: st, tr: &countingTransport{next: tr, c: c}, c: c, log: log,
+		window: window, interval: interval, now: time.Now,
+		ctx: ctx, cancel: cancel,
+		peers:   make(map[string]*peer),
+		syncNow: make(chan string, 64),
+	}
+}
+
+// start runs the anti-entropy loop.
+func (r *replicator) start() {
+	r.wg.Add(1)
+	go r.syncLoop()
+}
+
+// stop ends every goroutine and waits for them.
+func (r *replicator) stop() {
+	r.cancel()
+	r.wg.Wait()
+}
+
+// setPeer adds or updates an alive peer and starts its push worker.
+func (r *replicator) setPeer(name, addr string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p, ok := r.peers[name]; ok {
+		if p.addr == addr {
+			return
+		}
+		close(p.done)
+	}
+	p := &peer{name: name, addr: addr, signal: make(chan struct{}, 1), done: make(chan struct{})}
+	r.peers[name] = p
+	r.wg.Add(1)
+	go r.pushLoop(p)
+}
+
+// removePeer stops replicating to a peer that failed or left. What was
+// queued for it is dropped: anti-entropy brings it up to date when it is back.
+func (r *replicator) removePeer(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p, ok := r.peers[name]; ok {
+		close(p.done)
+		delete(r.peers, name)
+	}
+}
+
+func (r *replicator) peerList() []*peer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*peer, 0, len(r.peers))
+	for _, p := range r.peers {
+		out = append(out, p)
+	}
+	return out
+}
+
+// broadcast queues locally written entries for every alive peer.
+func (r *replicator) broadcast(es ...store.Entry) {
+	size := 0
+	for _, e := range es {
+		size += len(e.Key) + len(e.Value) + 32
+	}
+	for _, p := range r.peerList() {
+		p.mu.Lock()
+		if p.pendingBytes+size > maxPending {
+			// The peer is not keeping up: drop its queue and let
+			// anti-entropy catch it up instead.
+			p.pending, p.pendingBytes = nil, 0
+			p.mu.Unlock()
+			r.requestSync(p.name)
+			continue
+		}
+		p.pending = append(p.pending, es...)
+		p.pendingBytes += size
+		p.mu.Unlock()
+		select {
+		case p.signal <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// pending returns the number of entries queued for all peers.
+func (r *replicator) pending() int {
+	n := 0
+	for _, p := range r.peerList() {
+		p.mu.Lock()
+		n += len(p.pending)
+		p.mu.Unlock()
+	}
+	return n
+}
+
+func (r *replicator) pushLoop(p *peer) {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-p.signal:
+		case <-p.done:
+			return
+		case <-r.ctx.Done():
+			return
+		}
+		if r.window > 0 {
+			t := time.NewTimer(r.window)
+			select {
+			case <-t.C:
+			case <-p.done:
+				t.Stop()
+				return
+			case <-r.ctx.Done():
+				t.Stop()
+				return
+			}
+		}
+		p.mu.Lock()
+		batch := p.pending
+		p.pending, p.pendingBytes = nil, 0
+		p.mu.Unlock()
+		for len(batch) > 0 {
+			n, size := 0, 0
+			for n < len(batch) && (n == 0 || size < pushChunk) {
+				size += len(batch[n].Key) + len(batch[n].Value) + 32
+				n++
+			}
+			if err := r.push(p, batch[:n]); err != nil {
+				r.pushesFailed.Add(1)
+				r.log.Debug("push failed; anti-entropy will repair", "peer", p.name, "entries", n, "err", err)
+				r.requestSync(p.name)
+				break
+			}
+			batch = batch[n:]
+		}
+	}
+}
+
+func (r *replicator) push(p *peer, es []store.Entry) error {
+	ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
+	defer cancel()
+	_, err := r.tr.Call(ctx, p.name, p.addr, kindPush, store.EncodeBatch(es))
+	if err == nil {
+		r.pushesSent.Add(1)
+		r.entriesPush.Add(uint64(len(es)))
+	}
+	return err
+}
+
+// requestSync asks the sync loop to reconcile with the peer soon.
+func (r *replicator) requestSync(name string) {
+	select {
+	case r.syncNow <- name:
+	default:
+	}
+}
+
+func (r *replicator) syncLoop() {
+	defer r.wg.Done()
+	for {
+		// Jitter the period so nodes started together do not sync in step.
+		d := r.interval/2 + rand.N(r.interval)
+		t := time.NewTimer(d)
+		var target *peer
+		select {
+		case <-r.ctx.Done():
+			t.Stop()
+			return
+		case name := <-r.syncNow:
+			t.Stop()
+			r.mu.Lock()
+			target = r.peers[name]
+			r.mu.Unlock()
+		case <-t.C:
+			ps := r.peerList()
+			if len(ps) > 0 {
+				target = ps[rand.N(len(ps))]
+			}
+		}
+		if target == nil {
+			continue
+		}
+		for i := 0; i < maxSyncRepeats; i++ {
+			more, err := r.syncWith(target)
+			if err != nil {
+				r.log.Debug("anti-entropy round failed", "peer", target.name, "err", err)
+				break
+			}
+			if !more {
+				break
+			}
+		}
+	}
+}
+
+// syncWith runs one anti-entropy round with p and reports whether p had
+// more to send than fitted in one reply.
+func (r *replicator) syncWith(p *peer) (more bool, err error) {
+	ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
+	defer cancel()
+	r.syncRounds.Add(1)
+	d := r.st.Digest()
+	reply, err := r.tr.Call(ctx, p.name, p.addr, kindDigest, store.EncodeDigest(&d))
+	if err != nil {
+		return false, err
+	}
+	buckets, err := store.DecodeInts(reply)
+	if err != nil {
+		return false, fmt.Errorf("digest reply from %s: %w", p.name, err)
+	}
+	r.lastSync.Store(r.now().UnixMilli())
+	if len(buckets) == 0 {
+		return false, nil
+	}
+	sums := r.st.Summaries(buckets)
+	reply, err = r.tr.Call(ctx, p.name, p.addr, kindSync, frame(store.EncodeInts(buckets), store.EncodeSummaries(sums)))
+	if err != nil {
+		return false, err
+	}
+	parts, err := unframe(reply, 3)
+	if err != nil {
+		return false, fmt.Errorf("sync reply from %s: %w", p.name, err)
+	}
+	entries, err := store.DecodeBatch(parts[0])
+	if err != nil {
+		return false, fmt.Errorf("sync reply from %s: %w", p.name, err)
+	}
+	want, err := store.DecodeStrings(parts[1])
+	if err != nil {
+		return false, fmt.Errorf("sync reply from %s: %w", p.name, err)
+	}
+	more = len(parts[2]) == 1 && parts[2][0] == 1
+	if len(entries) > 0 {
+		applied, err := r.st.Merge(entries)
+		r.repaired.Add(uint64(len(applied)))
+		r.noteApplied(applied)
+		if err != nil && !errors.Is(err, store.ErrCorrupt) && !errors.Is(err, store.ErrInvalidKey) && !errors.Is(err, store.ErrValueTooLarge) {
+			return false, err
+		}
+	}
+	if len(want) > 0 {
+		es, err := r.st.Entries(want)
+		if err != nil {
+			return false, err
+		}
+		for len(es) > 0 {
+			n, size := 0, 0
+			for n < len(es) && (n == 0 || size < syncChunk) {
+				size += len(es[n].Key) + len(es[n].Value) + 32
+				n++
+			}
+			if _, err := r.tr.Call(ctx, p.name, p.addr, kindPush, store.EncodeBatch(es[:n])); err != nil {
+				return false, err
+			}
+			es = es[n:]
+		}
+	}
+	return more, nil
+}
+
+// handle serves one replication message from a peer and returns the reply.
+// Malformed input returns an error wrapping store.ErrCorrupt and changes
+// nothing.
+func (r *replicator) handle(kind string, body []byte) ([]byte, error) {
+	r.c.msgsRecv.Add(1)
+	r.c.bytesRecv.Add(uint64(len(body)))
+	reply, err := r.serve(kind, body)
+	if err != nil {
+		if errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrInvalidKey) || errors.Is(err, store.ErrValueTooLarge) {
+			r.malformed.Add(1)
+		}
+		return nil, err
+	}
+	r.c.msgsSent.Add(1)
+	r.c.bytesSent.Add(uint64(len(reply)))
+	return reply, nil
+}
+
+func (r *replicator) serve(kind string, body []byte) ([]byte, error) {
+	switch kind {
+	case kindPush:
+		es, err := store.DecodeBatch(body)
+		if err != nil {
+			return nil, err
+		}
+		applied, err := r.st.Merge(es)
+		r.noteApplied(applied)
+		return nil, err
+	case kindDigest:
+		remote, err := store.DecodeDigest(body)
+		if err != nil {
+			return nil, err
+		}
+		d := r.st.Digest()
+		return store.EncodeInts(d.Diff(remote)), nil
+	case kindSync:
+		parts, err := unframe(body, 2)
+		if err != nil {
+			return nil, err
+		}
+		buckets, err := store.DecodeInts(parts[0])
+		if err != nil {
+			return nil, err
+		}
+		sums, err := store.DecodeSummaries(parts[1])
+		if err != nil {
+			return nil, err
+		}
+		give, take := r.st.Compare(buckets, sums)
+		more := false
+		size := 0
+		for i, k := range give {
+			if size >= syncChunk {
+				give, more = give[:i], true
+				break
+			}
+			size += len(k) + 64 // estimate; values counted below
+		}
+		es, err := r.st.Entries(give)
+		if err != nil {
+			return nil, err
+		}
+		size = 0
+		for i, e := range es {
+			size += len(e.Key) + len(e.Value) + 32
+			if size > syncChunk && i > 0 {
+				es, more = es[:i], true
+				break
+			}
+		}
+		flag := []byte{0}
+		if more {
+			flag[0] = 1
+		}
+		return frame(store.EncodeBatch(es), store.EncodeStrings(take), flag), nil
+	}
+	return nil, fmt.Errorf("%w: unknown message kind %q", store.ErrCorrupt, kind)
+}
+
+// noteApplied records how old remote entries were when they arrived.
+func (r *replicator) noteApplied(es []store.Entry) {
+	if len(es) == 0 {
+		return
+	}
+	r.applied.Add(uint64(len(es)))
+	now := r.now().UnixMilli()
+	lag := now - es[len(es)-1].Version.TS.WallMillis()
+	if lag < 0 {
+		lag = 0
+	}
+	r.lastLag.Store(lag)
+	old := r.avgLag.Load()
+	r.avgLag.Store(old + (lag-old)/8)
+}
+
+// frame joins byte strings, each prefixed by its length.
+func frame(parts ...[]byte) []byte {
+	n := 0
+	for _, p := range parts {
+		n += len(p) + binary.MaxVarintLen64
+	}
+	b := make([]byte, 0, n)
+	for _, p := range parts {
+		b = binary.AppendUvarint(b, uint64(len(p)))
+		b = append(b, p...)
+	}
+	return b
+}
+
+// unframe splits a frame into exactly n parts.
+func unframe(b []byte, n int) ([][]byte, error) {
+	out := make([][]byte, 0, n)
+	for i := 0; i < n; i++ {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || l > uint64(len(b)-k) {
+			return nil, fmt.Errorf("%w: bad frame", store.ErrCorrupt)
+		}
+		out = append(out, b[k:k+int(l)])
+		b = b[k+int(l):]
+	}
+	if len(b) != 0 {
+		return nil, fmt.Errorf("%w: trailing bytes after frame", store.ErrCorrupt)
+	}
+	return out, nil
+}
