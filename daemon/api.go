@@ -116,4 +116,9 @@ type ReplicationStats struct {
 // apiError is the body of every error response.
 type apiError struct {
 	Error string `json:"error"`
+	Code  string `json:"code,omitempty"` // machine-readable: codeKeyNotFound
 }
+
+// codeKeyNotFound marks a 404 for a missing key, as opposed to an unknown
+// node or path.
+const codeKeyNotFound = "key_not_found"

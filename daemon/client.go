@@ -19,7 +19,8 @@ var ErrKeyNotFound = errors.New("key not found")
 
 // StatusError is an error response from a daemon.
 type StatusError struct {
-	Code int
+	Code int    // HTTP status
+	Kind string // apiError.Code, if any
 	Msg  string
 }
 
@@ -80,7 +81,7 @@ func (c *Client) do(ctx context.Context, method, u string, body io.Reader, out a
 	if resp.StatusCode >= 300 {
 		var ae apiError
 		if json.Unmarshal(data, &ae) == nil && ae.Error != "" {
-			return &StatusError{Code: resp.StatusCode, Msg: ae.Error}
+			return &StatusError{Code: resp.StatusCode, Kind: ae.Code, Msg: ae.Error}
 		}
 		return &StatusError{Code: resp.StatusCode, Msg: fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(data)))}
 	}
@@ -110,7 +111,7 @@ func (c *Client) Get(ctx context.Context, node, key string) (*KV, error) {
 	var out KV
 	err := c.do(ctx, "GET", c.url(kvPath(key), node, nil), nil, &out)
 	var se *StatusError
-	if errors.As(err, &se) && se.Code == http.StatusNotFound {
+	if errors.As(err, &se) && se.Kind == codeKeyNotFound {
 		return nil, ErrKeyNotFound
 	}
 	return &out, err

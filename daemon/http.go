@@ -212,8 +212,7 @@ func (s *httpServer) kv(w http.ResponseWriter, r *http.Request, key string) {
 		e, err := s.a.st.Get(key)
 		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {
-				err = fmt.Errorf("key %q not found", key)
-				writeError(w, http.StatusNotFound, err)
+				writeJSON(w, http.StatusNotFound, apiError{Error: fmt.Sprintf("key %q not found", key), Code: codeKeyNotFound})
 				return
 			}
 			storeError(w, err)
