@@ -36,9 +36,13 @@ type Agent struct {
 	cfg       *Config
 	log       *slog.Logger
 	st        *store.Store
+	be        *badger.Backend
 	serf      *serf.Serf
 	repl      *replicator
 	counters  *counters
+	gcounters *gossipCounters
+	faults    *Faults
+	addrNames sync.Map // gossip "ip:port" -> node name, for the fault layer
 	http      *httpServer
 	apiAddr   string // advertised API address
 	gossip    string // advertised gossip address
@@ -64,6 +68,8 @@ func Create(cfg *Config) (*Agent, error) {
 		cfg:       cfg,
 		log:       cfg.Logger,
 		counters:  &counters{},
+		gcounters: &gossipCounters{},
+		faults:    NewFaults(cfg.FaultSeed),
 		eventCh:   make(chan serf.Event, 1024),
 		stopCh:    make(chan struct{}),
 		startedAt: time.Now(),
@@ -81,7 +87,9 @@ func Create(cfg *Config) (*Agent, error) {
 		ln.Close()
 		return nil, err
 	}
-	var tr Transport = newHTTPTransport()
+	// Replication transport: HTTP, counted, then the fault layer, which
+	// decides first whether a message is sent at all.
+	var tr Transport = &faultTransport{next: &countingTransport{next: newHTTPTransport(a.cfg.Name), c: a.counters}, f: a.faults}
 	if cfg.WrapTransport != nil {
 		tr = cfg.WrapTransport(tr)
 	}
@@ -141,7 +149,7 @@ func (a *Agent) openStore() error {
 		be.Close()
 		return err
 	}
-	a.st = st
+	a.st, a.be = st, be
 	return nil
 }
 
@@ -157,7 +165,21 @@ func (a *Agent) startSerf() error {
 			return listenError("--bind", a.cfg.Bind, err)
 		}
 	}
-	mc.BindAddr, mc.BindPort = host, port
+	logger := log.New(&logWriter{log: a.log}, "", 0)
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: port, Logger: logger})
+	if err != nil {
+		if strings.Contains(err.Error(), "address already in use") {
+			return listenError("--bind", a.cfg.Bind, syscall.EADDRINUSE)
+		}
+		return fmt.Errorf("start gossip on %s: %w", a.cfg.Bind, err)
+	}
+	mc.Transport = newGossipTransport(nt, a.faults, a.gcounters, func(addr string) string {
+		if v, ok := a.addrNames.Load(addr); ok {
+			return v.(string)
+		}
+		return ""
+	})
+	mc.BindAddr, mc.BindPort = host, nt.GetAutoBindPort()
 	if a.cfg.Advertise != "" {
 		h, p, _ := splitHostPort(a.cfg.Advertise)
 		mc.AdvertiseAddr, mc.AdvertisePort = h, p
@@ -168,7 +190,6 @@ func (a *Agent) startSerf() error {
 	// name back once it has been dead this long (otherwise memberlist
 	// rejects it as a name conflict until the old entry is reaped).
 	mc.DeadNodeReclaimTime = 5 * time.Second
-	logger := log.New(&logWriter{log: a.log}, "", 0)
 	mc.Logger = logger
 
 	sc := serf.DefaultConfig()
@@ -186,6 +207,7 @@ func (a *Agent) startSerf() error {
 	}
 	s, err := serf.Create(sc)
 	if err != nil {
+		mc.Transport.Shutdown()
 		if strings.Contains(err.Error(), "address already in use") {
 			return listenError("--bind", a.cfg.Bind, syscall.EADDRINUSE)
 		}
@@ -280,6 +302,7 @@ func (a *Agent) memberChanged(m serf.Member) {
 	if m.Name == a.cfg.Name {
 		return
 	}
+	a.addrNames.Store(net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))), m.Name)
 	api := m.Tags[tagAPI]
 	if m.Status == serf.StatusAlive && api != "" {
 		a.repl.setPeer(m.Name, api)
@@ -300,6 +323,9 @@ func (a *Agent) maintain() {
 				a.log.Warn("purge tombstones", "err", err)
 			} else if n > 0 {
 				a.log.Info("purged tombstones", "count", n, "older_than", a.cfg.TombstoneTTL)
+			}
+			if err := a.be.RunGC(); err != nil {
+				a.log.Warn("badger value log gc", "err", err)
 			}
 		case <-a.stopCh:
 			return
@@ -339,7 +365,12 @@ func (a *Agent) Members() []Member {
 		for k, v := range m.Tags {
 			tags[k] = v
 		}
+		var fault string
+		if m.Name != a.cfg.Name {
+			fault = a.faults.Toward(m.Name)
+		}
 		out = append(out, Member{
+			Fault:  fault,
 			Name:   m.Name,
 			Addr:   net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))),
 			API:    m.Tags[tagAPI],

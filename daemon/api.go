@@ -31,6 +31,7 @@ type Member struct {
 	API    string            `json:"api"`    // HTTP API address host:port
 	Status string            `json:"status"` // alive, suspect, leaving, left, failed
 	Tags   map[string]string `json:"tags"`
+	Fault  string            `json:"fault,omitempty"` // faults this node applies to traffic toward the member
 }
 
 // KV is one key's entry as a node holds it.

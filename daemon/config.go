@@ -39,6 +39,9 @@ type Config struct {
 
 	Logger *slog.Logger
 
+	// FaultSeed seeds the fault layer's random choices (loss, jitter).
+	FaultSeed uint64
+
 	// WrapTransport, if set, wraps the replication transport (tests, and the
 	// place a fault layer plugs in).
 	WrapTransport func(Transport) Transport

@@ -322,6 +322,10 @@ func (s *httpServer) leave(w http.ResponseWriter, r *http.Request) {
 
 // internal serves replication messages from peers (replicate.go).
 func (s *httpServer) internal(w http.ResponseWriter, r *http.Request) {
+	if s.a.faults.Paused() {
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("node is paused (fault injection)"))
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxMessage))
 	if err != nil {
 		writeError(w, http.StatusRequestEntityTooLarge, err)
@@ -336,6 +340,21 @@ func (s *httpServer) internal(w http.ResponseWriter, r *http.Request) {
 		s.a.log.Warn("rejected replication message", "kind", r.PathValue("kind"), "from", r.RemoteAddr, "err", err)
 		writeError(w, code, err)
 		return
+	}
+	// The reply is a message this node sends: its rules decide its fate.
+	drop, delay := s.a.faults.Outbound(r.Header.Get(headerFrom))
+	if drop {
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("reply %w", errDropped))
+		return
+	}
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Write(reply)

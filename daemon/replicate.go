@@ -92,7 +92,7 @@ type peer struct {
 func newReplicator(st *store.Store, tr Transport, c *counters, log *slog.Logger, window, interval time.Duration) *replicator {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &replicator{
-		st: st, tr: &countingTransport{next: tr, c: c}, c: c, log: log,
+		st: st, tr: tr, c: c, log: log,
 		window: window, interval: interval, now: time.Now,
 		ctx: ctx, cancel: cancel,
 		peers:   make(map[string]*peer),

@@ -36,16 +36,20 @@ const maxMessage = 64 << 20
 // httpTransport sends messages as POST /v1/internal/KIND over HTTP/1.1
 // with keep-alive connections.
 type httpTransport struct {
-	hc *http.Client
+	hc   *http.Client
+	from string // this node's name, sent so the receiver can apply its rules to the reply
 }
 
-func newHTTPTransport() *httpTransport {
+// headerFrom names the sending node on replication requests.
+const headerFrom = "X-Peerctl-From"
+
+func newHTTPTransport(from string) *httpTransport {
 	tr := &http.Transport{
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 	}
-	return &httpTransport{hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	return &httpTransport{hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}, from: from}
 }
 
 func (t *httpTransport) Call(ctx context.Context, peer, addr, kind string, body []byte) ([]byte, error) {
@@ -54,6 +58,7 @@ func (t *httpTransport) Call(ctx context.Context, peer, addr, kind string, body 
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set(headerFrom, t.from)
 	resp, err := t.hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%s to %s: %w", kind, peer, err)

@@ -1,0 +1,231 @@
+package daemon
+
+// The fault layer. Every message a node sends or receives, membership
+// (memberlist packets and streams) and replication alike, passes through one
+// Faults value, so a rule applies to all of that node's traffic at once. The
+// HTTP API itself is outside it, so a faulted node can always be healed.
+//
+// Rules act where a node sends, keyed by the destination's name: on loopback
+// a receiver cannot tell who opened a TCP stream (every peer is 127.0.0.1
+// on an ephemeral port), so a partition is two sets of send rules, one on
+// each side, and a fault command installs rules on every node involved
+// (see faultsapi.go). A paused node also drops what it receives, as a frozen
+// process would. UDP and TCP fail together; a delay never blocks the caller
+// of a packet send (memberlist sends from its probe and gossip loops).
+// Random choices (loss, jitter) come from a seeded generator, so a scenario
+// replays with the same seed.
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Fault kinds.
+const (
+	FaultDrop  = "drop"  // drop everything sent to Peers (partition, isolate)
+	FaultDelay = "delay" // delay everything sent to Peers by Delay ± Jitter
+	FaultLoss  = "loss"  // drop each message sent to Peers with probability Rate
+	FaultPause = "pause" // send nothing, receive nothing: a frozen process
+)
+
+// Rule is one fault installed on one node.
+type Rule struct {
+	ID     string        `json:"id"`    // shared by the rules one command installed
+	Kind   string        `json:"kind"`  // drop, delay, loss, pause
+	Peers  []string      `json:"peers"` // destination node names; empty means all
+	Delay  time.Duration `json:"delay,omitempty"`
+	Jitter time.Duration `json:"jitter,omitempty"`
+	Rate   float64       `json:"rate,omitempty"`
+	Since  time.Time     `json:"since"`
+	Until  time.Time     `json:"until,omitempty"` // zero: until healed
+	Reason string        `json:"reason"`          // the command, for people
+}
+
+func (r *Rule) validate() error {
+	switch r.Kind {
+	case FaultDrop, FaultPause:
+	case FaultDelay:
+		if r.Delay <= 0 || r.Jitter < 0 || r.Delay > time.Minute || r.Jitter > r.Delay {
+			return fmt.Errorf("delay %v jitter %v: want 0 < delay <= 1m and 0 <= jitter <= delay", r.Delay, r.Jitter)
+		}
+	case FaultLoss:
+		if r.Rate <= 0 || r.Rate > 1 {
+			return fmt.Errorf("loss rate %v: want 0 < rate <= 1", r.Rate)
+		}
+	default:
+		return fmt.Errorf("unknown fault kind %q: want drop, delay, loss or pause", r.Kind)
+	}
+	return nil
+}
+
+func (r *Rule) matches(peer string) bool {
+	return len(r.Peers) == 0 || slices.Contains(r.Peers, peer)
+}
+
+func (r *Rule) active(now time.Time) bool { return r.Until.IsZero() || now.Before(r.Until) }
+
+// Describe is a short human description of the rule's effect.
+func (r *Rule) Describe() string {
+	to := "all peers"
+	if len(r.Peers) > 0 {
+		to = strings.Join(r.Peers, ",")
+	}
+	switch r.Kind {
+	case FaultDrop:
+		return "drops all traffic to " + to
+	case FaultDelay:
+		if r.Jitter > 0 {
+			return fmt.Sprintf("delays traffic to %s by %v±%v", to, r.Delay, r.Jitter)
+		}
+		return fmt.Sprintf("delays traffic to %s by %v", to, r.Delay)
+	case FaultLoss:
+		return fmt.Sprintf("loses %.0f%% of traffic to %s", r.Rate*100, to)
+	case FaultPause:
+		return "paused: sends and answers nothing"
+	}
+	return r.Kind
+}
+
+// Faults holds one node's active rules and decides the fate of each
+// message. It is safe for concurrent use.
+type Faults struct {
+	now func() time.Time
+
+	mu    sync.Mutex // guards rules, rng
+	rules []Rule
+	rng   *rand.Rand
+}
+
+// NewFaults returns an empty fault layer whose random choices come from seed.
+func NewFaults(seed uint64) *Faults {
+	return &Faults{now: time.Now, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+}
+
+// Add installs rules. A rule with the ID of an installed one replaces it.
+func (f *Faults) Add(rules ...Rule) error {
+	for i := range rules {
+		if err := rules[i].validate(); err != nil {
+			return err
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range rules {
+		f.rules = slices.DeleteFunc(f.rules, func(o Rule) bool { return o.ID == r.ID && o.Kind == r.Kind })
+		f.rules = append(f.rules, r)
+	}
+	return nil
+}
+
+// Seed restarts the random generator, so a run can be replayed.
+func (f *Faults) Seed(seed uint64) {
+	f.mu.Lock()
+	f.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	f.mu.Unlock()
+}
+
+// Heal removes the rules with the given IDs, or all rules if none given,
+// and returns how many it removed.
+func (f *Faults) Heal(ids ...string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := len(f.rules)
+	if len(ids) == 0 {
+		f.rules = nil
+		return n
+	}
+	f.rules = slices.DeleteFunc(f.rules, func(r Rule) bool { return slices.Contains(ids, r.ID) })
+	return n - len(f.rules)
+}
+
+// Rules returns the active rules, dropping expired ones.
+func (f *Faults) Rules() []Rule {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.expire()
+	return slices.Clone(f.rules)
+}
+
+// expire drops rules past their Until. f.mu must be held.
+func (f *Faults) expire() {
+	now := f.now()
+	f.rules = slices.DeleteFunc(f.rules, func(r Rule) bool { return !r.active(now) })
+}
+
+// Paused reports whether the node is paused: it must neither send nor
+// answer anything.
+func (f *Faults) Paused() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.rules) == 0 {
+		return false
+	}
+	f.expire()
+	for _, r := range f.rules {
+		if r.Kind == FaultPause {
+			return true
+		}
+	}
+	return false
+}
+
+// Outbound decides the fate of one message to peer: dropped, or sent after
+// the returned delay (0 for now).
+func (f *Faults) Outbound(peer string) (drop bool, delay time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.rules) == 0 {
+		return false, 0
+	}
+	f.expire()
+	for _, r := range f.rules {
+		switch {
+		case r.Kind == FaultPause:
+			return true, 0
+		case !r.matches(peer):
+		case r.Kind == FaultDrop:
+			return true, 0
+		case r.Kind == FaultLoss:
+			if f.rng.Float64() < r.Rate {
+				return true, 0
+			}
+		case r.Kind == FaultDelay:
+			d := r.Delay
+			if r.Jitter > 0 {
+				d += time.Duration(f.rng.Int64N(int64(2*r.Jitter)+1)) - r.Jitter
+			}
+			delay += d
+		}
+	}
+	return false, delay
+}
+
+// Toward describes the rules that affect traffic to peer, for members output.
+func (f *Faults) Toward(peer string) string {
+	var out []string
+	for _, r := range f.Rules() {
+		if r.Kind == FaultPause {
+			out = append(out, "paused")
+			continue
+		}
+		if !r.matches(peer) {
+			continue
+		}
+		switch r.Kind {
+		case FaultDrop:
+			out = append(out, "cut")
+		case FaultDelay:
+			out = append(out, "delay "+r.Delay.String())
+		case FaultLoss:
+			out = append(out, fmt.Sprintf("loss %.0f%%", r.Rate*100))
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// errDropped is returned for a message the fault layer dropped.
+var errDropped = fmt.Errorf("dropped by fault injection")
