@@ -1,0 +1,190 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/peerctl/peerctl/daemon"
+)
+
+// agent is what the agent command needs of a running daemon.
+type agent interface {
+	Leave() error
+	Shutdown() error
+}
+
+var _ agent = (*daemon.Agent)(nil)
+
+// createFunc starts a daemon and returns once it serves, as daemon.Create
+// does; tests pass a fake.
+type createFunc func(*daemon.Config) (agent, error)
+
+func startAgent(cfg *daemon.Config) (agent, error) {
+	a, err := daemon.Create(cfg)
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return a, nil
+}
+
+func agentCommand(create createFunc) *cli.Command {
+	def := daemon.DefaultConfig()
+	env := func(flag string) []string {
+		return []string{"PEERCTL_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))}
+	}
+	return &cli.Command{
+		Name:     "agent",
+		Category: catDaemon,
+		Usage:    "run a daemon: a cluster member holding a copy of the store",
+		UsageText: `peerctl agent --data-dir DIR [--name NAME] [--bind HOST:PORT] [--api HOST:PORT] [--join HOST:PORT]... [options]
+
+Examples:
+  # a first node, and a second on the same machine joining it
+  peerctl agent --name n1 --data-dir /tmp/n1
+  peerctl agent --name n2 --data-dir /tmp/n2 --bind 127.0.0.1:7956 --api 127.0.0.1:7957 --join 127.0.0.1:7946
+
+  # after a crash or kill, the same node comes back with
+  peerctl agent --data-dir /tmp/n2`,
+		Description: `Runs a peerctl daemon in the foreground: it opens the store in --data-dir,
+gossips with the members at --bind (serf), joins the cluster through any
+--join address, and serves the HTTP API that the other commands call on
+--api. It logs to stderr. SIGINT or SIGTERM, or "peerctl leave NAME", makes
+it leave the cluster gracefully and exit with status 0; a second signal
+kills it at once.
+
+On start it saves --name, --bind, --advertise, --api, --profile and --join
+to DIR/agent.json (never the --encrypt key). A later start with the same
+--data-dir takes every one of those flags that is not given explicitly (on
+the command line or in its PEERCTL_* variable) from that file, so the node
+returns with the same name and ports; explicit flags override, and the file
+is updated to match. Every flag can be set by the environment variable
+PEERCTL_<FLAG>, e.g. PEERCTL_DATA_DIR.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "name", EnvVars: env("name"), Value: def.Name, DefaultText: "the host name",
+				Usage: "node `NAME`, unique in the cluster"},
+			&cli.StringFlag{Name: "bind", EnvVars: env("bind"), Value: def.Bind,
+				Usage: "gossip address `HOST:PORT` to listen on, UDP and TCP"},
+			&cli.StringFlag{Name: "advertise", EnvVars: env("advertise"), DefaultText: "--bind",
+				Usage: "gossip address `HOST:PORT` the others should use"},
+			&cli.StringFlag{Name: "api", EnvVars: env("api"), Value: def.API,
+				Usage: "HTTP API address `HOST:PORT` to listen on; client commands call it (--addr)"},
+			&cli.StringSliceFlag{Name: "join", EnvVars: env("join"),
+				Usage: "gossip address `HOST:PORT` of a member to join; repeat for more, retried until one answers"},
+			&cli.StringFlag{Name: "data-dir", EnvVars: env("data-dir"),
+				Usage: "`DIR` for this node's store, membership snapshot and agent.json; one daemon per DIR (required)"},
+			&cli.StringFlag{Name: "encrypt", EnvVars: env("encrypt"),
+				Usage: "base64 gossip encryption `KEY`, the same on every member (make one with `peerctl keygen`)"},
+			&cli.StringFlag{Name: "profile", EnvVars: env("profile"), Value: def.Profile,
+				Usage: "gossip timing `PROFILE`: local (many daemons on one machine, fast failure detection), lan or wan"},
+			&cli.StringFlag{Name: "log-level", EnvVars: env("log-level"), Value: "info",
+				Usage: "log `LEVEL`: debug, info, warn or error"},
+			&cli.StringFlag{Name: "log-format", EnvVars: env("log-format"), Value: "text",
+				Usage: "log `FORMAT`: text or json"},
+			&cli.BoolFlag{Name: "sync-writes", EnvVars: env("sync-writes"),
+				Usage: "fsync every write before acknowledging it, so it survives power loss (slower)"},
+			&cli.DurationFlag{Name: "tombstone-ttl", EnvVars: env("tombstone-ttl"), Value: def.TombstoneTTL,
+				Usage: "purge deletion tombstones after `DURATION`; a node away longer may bring deleted keys back"},
+		},
+		Action: func(c *cli.Context) error { return runAgent(c, create) },
+	}
+}
+
+// runAgent builds the config from flags and agent.json, starts the daemon
+// and blocks until the context is cancelled (SIGINT, SIGTERM) or a leave
+// requested over the API has finished, then leaves and shuts down.
+func runAgent(c *cli.Context, create createFunc) error {
+	if err := wantArgs(c, 0, 0); err != nil {
+		return err
+	}
+	log, err := newLogger(c.App.ErrWriter, c.String("log-level"), c.String("log-format"))
+	if err != nil {
+		return err
+	}
+	dir := c.String("data-dir")
+	saved, err := loadSaved(dir)
+	if err != nil {
+		return err
+	}
+	eff := effectiveSaved(c, saved)
+
+	cfg := daemon.DefaultConfig()
+	cfg.Name, cfg.Bind, cfg.Advertise, cfg.API = eff.Name, eff.Bind, eff.Advertise, eff.API
+	cfg.Profile, cfg.Join = eff.Profile, eff.Join
+	cfg.DataDir = dir
+	cfg.EncryptKey = c.String("encrypt")
+	cfg.SyncWrites = c.Bool("sync-writes")
+	cfg.TombstoneTTL = c.Duration("tombstone-ttl")
+	cfg.Logger = log
+	left := make(chan struct{})
+	var once sync.Once
+	cfg.OnLeave = func() { once.Do(func() { close(left) }) }
+	if cfg.TombstoneTTL <= 0 {
+		return fmt.Errorf("--tombstone-ttl %s: must be positive", cfg.TombstoneTTL)
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+
+	a, err := create(cfg)
+	if err != nil {
+		return err
+	}
+	if saved != nil {
+		log.Info("took unset flags from saved config", "file", savedPath(dir))
+	}
+	if !eff.equal(saved) {
+		if err := writeSaved(dir, eff); err != nil {
+			return errors.Join(err, stopAgent(a))
+		}
+	}
+
+	select {
+	case <-c.Context.Done():
+		log.Info("signal received: leaving the cluster; signal again to exit at once")
+	case <-left:
+	}
+	return stopAgent(a)
+}
+
+// stopAgent leaves (a no-op if a leave already happened) and shuts down.
+func stopAgent(a agent) error {
+	var errs []error
+	if err := a.Leave(); err != nil {
+		errs = append(errs, fmt.Errorf("leave: %w", err))
+	}
+	if err := a.Shutdown(); err != nil {
+		errs = append(errs, fmt.Errorf("shutdown: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// newLogger returns a logger to w with the --log-level and --log-format.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	switch strings.ToLower(level) {
+	case "debug":
+		lv = slog.LevelDebug
+	case "info":
+		lv = slog.LevelInfo
+	case "warn", "warning":
+		lv = slog.LevelWarn
+	case "error":
+		lv = slog.LevelError
+	default:
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}

@@ -1,0 +1,106 @@
+package cli
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/peerctl/peerctl/daemon"
+)
+
+// memberStatuses are the statuses a member can have, in display order.
+var memberStatuses = []string{"alive", "suspect", "leaving", "left", "failed"}
+
+// member is one row of `peerctl members`. Tags leave out "api", which has
+// its own field.
+type member struct {
+	Name   string            `json:"name"`
+	Addr   string            `json:"addr"`
+	API    string            `json:"api"`
+	Status string            `json:"status"` // lower case, one of memberStatuses
+	Tags   map[string]string `json:"tags"`
+}
+
+func membersCommand() *cli.Command {
+	return &cli.Command{
+		Name:     "members",
+		Category: catCluster,
+		Usage:    "list the cluster's members as a node sees them",
+		UsageText: `peerctl members [--status STATUS] [--node NAME] [--json]
+
+Examples:
+  peerctl members
+  peerctl members --status failed
+  peerctl members --node n2 --json`,
+		Description: `Prints one row per member the node knows: NAME, gossip ADDR, HTTP API
+address, STATUS (alive, suspect, leaving, left or failed) and other serf
+TAGS as k=v. By default the node is the daemon at --addr; with --node, the
+list is the one that member sees, which differs during a partition.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "status", Usage: "show only members with `STATUS`: " + strings.Join(memberStatuses, ", ")},
+			nodeFlag("ask"),
+			jsonFlag(),
+		},
+		Action: runMembers,
+	}
+}
+
+func runMembers(c *cli.Context) error {
+	if err := wantArgs(c, 0, 0); err != nil {
+		return err
+	}
+	status := strings.ToLower(c.String("status"))
+	if status != "" && !slices.Contains(memberStatuses, status) {
+		return fmt.Errorf("--status %q: want one of %s", c.String("status"), strings.Join(memberStatuses, ", "))
+	}
+	ms, err := client(c).Members(c.Context, c.String("node"))
+	if err != nil {
+		return err
+	}
+	out := []member{}
+	for _, m := range ms {
+		row := toMember(m)
+		if status == "" || row.Status == status {
+			out = append(out, row)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+
+	w := c.App.Writer
+	if c.Bool("json") {
+		return printJSON(w, out)
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw, "NAME\tADDR\tAPI\tSTATUS\tTAGS")
+	for _, m := range out {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Addr, m.API, m.Status, tagList(m.Tags))
+	}
+	return tw.Flush()
+}
+
+func toMember(m daemon.Member) member {
+	tags := map[string]string{}
+	for k, v := range m.Tags {
+		if k != "api" {
+			tags[k] = v
+		}
+	}
+	return member{Name: m.Name, Addr: m.Addr, API: m.API, Status: strings.ToLower(m.Status), Tags: tags}
+}
+
+// tagList formats tags as k=v,k=v sorted by key.
+func tagList(tags map[string]string) string {
+	keys := make([]string, 0, len(tags))
+	for k := range tags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + tags[k]
+	}
+	return strings.Join(parts, ",")
+}
