@@ -1,0 +1,401 @@
+package cli
+
+// A local cluster is a few `peerctl agent` daemons started as child
+// processes of this binary on loopback ports, each with its own data dir
+// (badger locks its directory). `peerctl up` and `peerctl demo` use it.
+//
+// The launcher owns the children: it starts each in its own process group,
+// so a Ctrl-C at the terminal reaches only peerctl, which then stops them in
+// order; on Linux a child also gets SIGKILL if peerctl itself dies. It
+// stops a child by PID: SIGTERM, then SIGKILL after a grace period. A
+// goroutine per child waits for it, so every child is reaped whether it
+// exits on request or on its own.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/peerctl/peerctl/daemon"
+)
+
+// localNode is one agent of a local cluster and the addresses it uses.
+type localNode struct {
+	Name    string
+	Gossip  string // gossip address 127.0.0.1:PORT
+	API     string // HTTP API address 127.0.0.1:PORT
+	DataDir string
+}
+
+// localNodes lays out n nodes named node1..nodeN from base: node i gossips
+// on base+2(i-1) and serves its API on the port above. Data dirs are
+// dir/nodeI.
+func localNodes(n, base int, dir string) []localNode {
+	nodes := make([]localNode, n)
+	for i := range nodes {
+		name := "node" + strconv.Itoa(i+1)
+		p := base + 2*i
+		nodes[i] = localNode{
+			Name:    name,
+			Gossip:  loopback(p),
+			API:     loopback(p + 1),
+			DataDir: filepath.Join(dir, name),
+		}
+	}
+	return nodes
+}
+
+func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// agentArgs is the command line that starts n for the first time, joining
+// the gossip addresses in join. The agent saves these flags in its data
+// dir, so `agent --data-dir DIR` restarts it with the same ones.
+func (n localNode) agentArgs(profile, encrypt string, join []string, extra ...string) []string {
+	args := []string{"agent", "--name", n.Name, "--bind", n.Gossip, "--api", n.API, "--data-dir", n.DataDir, "--profile", profile}
+	if encrypt != "" {
+		args = append(args, "--encrypt", encrypt)
+	}
+	for _, j := range join {
+		args = append(args, "--join", j)
+	}
+	return append(args, extra...)
+}
+
+// Ports for local clusters are drawn from below Linux's default ephemeral
+// range (32768-60999): outgoing connections take their local port from that
+// range, and could take a port between the moment it is found free and the
+// moment a restarted node binds it again.
+const (
+	portLow  = 20000
+	portHigh = 32000
+)
+
+// holdPort binds port on 127.0.0.1 for both TCP and UDP (gossip uses both)
+// and returns the sockets; the port is free if it succeeds. The caller
+// closes them.
+func holdPort(port int) ([]io.Closer, error) {
+	addr := loopback(port)
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	u, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	return []io.Closer{l, u}, nil
+}
+
+// busyPort returns the first port in base..base+n-1 that cannot be bound,
+// and the bind error; 0 if all are free.
+func busyPort(base, n int) (int, error) {
+	var held []io.Closer
+	defer func() { closeAll(held) }()
+	for p := base; p < base+n; p++ {
+		c, err := holdPort(p)
+		if err != nil {
+			return p, err
+		}
+		held = append(held, c...)
+	}
+	return 0, nil
+}
+
+// freePortRange returns a base port such that base..base+n-1 were all free
+// for TCP and UDP on loopback when it looked, chosen at random between
+// portLow and portHigh.
+func freePortRange(n int) (int, error) {
+	if n <= 0 || n > portHigh-portLow {
+		return 0, fmt.Errorf("free port range: cannot find %d ports", n)
+	}
+	for range 100 {
+		base := portLow + rand.IntN(portHigh-portLow-n+1)
+		if p, _ := busyPort(base, n); p == 0 {
+			return base, nil
+		}
+	}
+	return 0, fmt.Errorf("free port range: no %d consecutive free ports found between %d and %d", n, portLow, portHigh)
+}
+
+func closeAll(cs []io.Closer) {
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
+// child is a process started by a launcher.
+type child struct {
+	Name string
+	cmd  *exec.Cmd
+	done chan struct{} // closed once the process has been reaped
+	err  error         // its exit status; written before done is closed
+	// stopping is set when the launcher asks the child to stop, so that an
+	// exit is not reported as unexpected.
+	stopping atomic.Bool
+}
+
+// PID returns the child's process ID.
+func (c *child) PID() int { return c.cmd.Process.Pid }
+
+// Done is closed once the child has exited and been reaped.
+func (c *child) Done() <-chan struct{} { return c.done }
+
+// Err returns the child's exit status once Done is closed: nil for exit
+// status 0.
+func (c *child) Err() error {
+	<-c.done
+	return c.err
+}
+
+// Stopping reports whether the launcher has asked the child to stop.
+func (c *child) Stopping() bool { return c.stopping.Load() }
+
+// launcher starts child processes of one executable and stops them by
+// PID. It is safe for concurrent use.
+type launcher struct {
+	exe string // the program to run; os.Executable() for agents
+	// grace is how long stop waits after SIGTERM before SIGKILL.
+	grace time.Duration
+
+	mu       sync.Mutex
+	children []*child // guarded by mu; every child started, in order
+}
+
+// newLauncher returns a launcher that runs this peerctl binary.
+func newLauncher() (*launcher, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find the peerctl binary to start agents with: %w", err)
+	}
+	return &launcher{exe: exe, grace: 10 * time.Second}, nil
+}
+
+// start runs the executable with args, its output going to out (both
+// stdout and stderr; nil discards it). It returns once the process has
+// started; the child is reaped when it exits.
+func (l *launcher) start(name string, args []string, out io.Writer) (*child, error) {
+	cmd := exec.Command(l.exe, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = childAttr()
+	// If out is not a file, exec copies through a pipe; don't let a
+	// grandchild that holds the pipe keep Wait from returning.
+	cmd.WaitDelay = time.Second
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	c := &child{Name: name, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		c.err = cmd.Wait()
+		close(c.done)
+	}()
+	l.mu.Lock()
+	l.children = append(l.children, c)
+	l.mu.Unlock()
+	return c, nil
+}
+
+// stop stops c by PID: SIGTERM, then SIGKILL if it has not exited after
+// the grace period. It blocks until c has been reaped and returns nil if c
+// had already exited.
+func (l *launcher) stop(c *child) error {
+	c.stopping.Store(true)
+	select {
+	case <-c.done:
+		return nil
+	default:
+	}
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("stop %s (pid %d): %w", c.Name, c.PID(), err)
+	}
+	t := time.NewTimer(l.grace)
+	defer t.Stop()
+	select {
+	case <-c.done:
+		return nil
+	case <-t.C:
+	}
+	if err := c.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("kill %s (pid %d): %w", c.Name, c.PID(), err)
+	}
+	<-c.done
+	return fmt.Errorf("%s (pid %d) did not stop within %s of SIGTERM; killed it", c.Name, c.PID(), l.grace)
+}
+
+// stopAll stops every child still running, all at once, and returns when
+// all have been reaped.
+func (l *launcher) stopAll() error {
+	l.mu.Lock()
+	cs := append([]*child(nil), l.children...)
+	l.mu.Unlock()
+	errs := make([]error, len(cs))
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = l.stop(c)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// lineWriter calls fn with each complete line written to it, without the
+// newline; a final partial line is passed to fn by Close. It is safe for
+// concurrent use.
+type lineWriter struct {
+	fn  func(line string)
+	mu  sync.Mutex
+	buf []byte // guarded by mu
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		w.fn(string(bytes.TrimRight(w.buf[:i], "\r")))
+		w.buf = w.buf[i+1:]
+	}
+	return len(p), nil
+}
+
+// Close flushes a final line that lacks a newline.
+func (w *lineWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) > 0 {
+		w.fn(string(w.buf))
+		w.buf = nil
+	}
+	return nil
+}
+
+// syncWriter serializes writes to w, so lines from several children and
+// from peerctl itself do not interleave.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer // guarded by mu
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// tailFile returns the last n lines of the file at path, or nil.
+func tailFile(path string, n int) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return lines
+}
+
+// waitFor calls cond every interval until it reports done, the timeout
+// passes or ctx ends. cond says why it is not done yet, and the timeout
+// error repeats the last reason: "after 15s: node2 sees node3 as alive".
+func waitFor(ctx context.Context, timeout, interval time.Duration, cond func(ctx context.Context) (done bool, why string)) error {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	why := "not checked yet"
+	for {
+		done, w := cond(wctx)
+		if done {
+			return nil
+		}
+		if w != "" {
+			why = w
+		}
+		select {
+		case <-wctx.Done():
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return fmt.Errorf("after %s: %s", timeout, why)
+		case <-t.C:
+		}
+	}
+}
+
+// memberViews asks each node's API for its member list, concurrently. A
+// node that cannot be asked has a nil list and an error.
+func memberViews(ctx context.Context, nodes []localNode) ([][]daemon.Member, []error) {
+	views := make([][]daemon.Member, len(nodes))
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			views[i], errs[i] = apiClient(n.API).Members(ctx, "")
+		}()
+	}
+	wg.Wait()
+	return views, errs
+}
+
+// apiClient returns a client for the daemon at addr with a short timeout:
+// the launcher polls, and a hung request must not outlast a step.
+func apiClient(addr string) *daemon.Client {
+	return daemon.NewClientWith(addr, &http.Client{Timeout: 2 * time.Second})
+}
+
+// statusIn returns name's status in a member list, or "unknown".
+func statusIn(ms []daemon.Member, name string) string {
+	for _, m := range ms {
+		if m.Name == name {
+			return m.Status
+		}
+	}
+	return "unknown"
+}
+
+// allAlive checks that every node sees every node in want as alive; if
+// not it says who sees what.
+func allAlive(ctx context.Context, nodes []localNode, want []string) (bool, string) {
+	views, errs := memberViews(ctx, nodes)
+	for i, n := range nodes {
+		if errs[i] != nil {
+			return false, fmt.Sprintf("%s does not answer at %s: %v", n.Name, n.API, errs[i])
+		}
+		for _, w := range want {
+			if st := statusIn(views[i], w); st != "alive" {
+				return false, fmt.Sprintf("%s sees %s as %s", n.Name, w, st)
+			}
+		}
+	}
+	return true, ""
+}
