@@ -1,0 +1,608 @@
+package cli
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/peerctl/peerctl/daemon"
+)
+
+// Deadlines of the demo's steps. The whole tour takes about 10 s on a
+// laptop; each deadline is several times what its step needs.
+const (
+	demoFormTimeout      = 20 * time.Second
+	demoReplicateTimeout = 10 * time.Second
+	demoDetectTimeout    = 15 * time.Second
+	demoRejoinTimeout    = 20 * time.Second
+	demoPoll             = 20 * time.Millisecond
+)
+
+func demoCommand() *cli.Command {
+	return &cli.Command{
+		Name:     "demo",
+		Category: catTools,
+		Usage:    "a narrated tour on this machine: replication, failure detection, recovery (under a minute)",
+		UsageText: `peerctl demo [--nodes N] [--keep]
+
+Examples:
+   go run . demo
+   peerctl demo --nodes 7 --keep`,
+		Description: `Starts a cluster of N agents (5 by default) in a temporary directory on free
+loopback ports and walks through what peerctl does, checking each step and
+timing it: a write at one node reaching all of them; a node killed as with
+kill -9, and how long the others take to declare it failed; a write while
+it is down; the node restarted on its own data and catching up.
+
+It stops every process it started when it ends, also on failure or
+Ctrl-C. The nodes' logs go to files in the directory, which is removed
+unless --keep is given or a step failed. The exit status is non-zero if any
+step did not hold, and the error names the step.`,
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "nodes", Value: 5, Usage: "number of nodes `N`, at least 3"},
+			&cli.BoolFlag{Name: "keep", Usage: "keep the directory with the nodes' data and logs"},
+		},
+		Action: runDemo,
+	}
+}
+
+// demo is one run of the tour.
+type demo struct {
+	w        io.Writer
+	l        *launcher
+	dir      string
+	nodes    []localNode
+	children map[string]*child // by node name, the latest process of each
+	step     int
+	timings  [][2]string // summary rows: what, how long
+	// lastWrite is the latest value written, which the restarted node must
+	// return.
+	lastWrite demoWrite
+}
+
+// stepError says which step of the demo did not hold.
+type stepError struct {
+	step  int
+	title string
+	err   error
+}
+
+func (e *stepError) Error() string {
+	return fmt.Sprintf("demo step %d (%s) did not hold: %v", e.step, e.title, e.err)
+}
+
+func (e *stepError) Unwrap() error { return e.err }
+
+func runDemo(c *cli.Context) (err error) {
+	if err := wantArgs(c, 0, 0); err != nil {
+		return err
+	}
+	n := c.Int("nodes")
+	if n < 3 {
+		return fmt.Errorf("--nodes %d: the tour needs at least 3", n)
+	}
+	l, err := newLauncher()
+	if err != nil {
+		return err
+	}
+	l.grace = 5 * time.Second
+	base, err := freePortRange(2 * n)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "peerctl-demo-")
+	if err != nil {
+		return fmt.Errorf("demo directory: %w", err)
+	}
+	d := &demo{w: c.App.Writer, l: l, dir: dir, nodes: localNodes(n, base, dir), children: map[string]*child{}}
+	defer func() {
+		d.stopAll()
+		switch {
+		case c.Context.Err() != nil:
+			err = errors.New("demo interrupted; stopped every node it started")
+			if !c.Bool("keep") {
+				os.RemoveAll(dir)
+			}
+		case err != nil:
+			d.printLogs()
+		case c.Bool("keep"):
+			d.say("Data and logs are kept in %s.", dir)
+		default:
+			os.RemoveAll(dir)
+		}
+	}()
+
+	start := time.Now()
+	d.say("peerctl demo: %d nodes on this machine, each a `peerctl agent` process", n)
+	d.say("with its own store on disk. Their logs go to %s.", filepath.Join(dir, "node*.log"))
+	steps := []struct {
+		title string
+		run   func(context.Context) error
+	}{
+		{"Start the cluster", d.form},
+		{"Write at one node, read at all", d.replicate},
+		{"Detect a killed node", d.detect},
+		{"Write while a node is down", d.writeWhileDown},
+		{"Restart the node; it catches up", d.rejoin},
+	}
+	for i, s := range steps {
+		d.step = i + 1
+		d.say("")
+		d.say("%d. %s", d.step, s.title)
+		if err := s.run(c.Context); err != nil {
+			if c.Context.Err() != nil {
+				return c.Context.Err()
+			}
+			return &stepError{step: d.step, title: s.title, err: err}
+		}
+	}
+	d.timing("the tour, start to finish", time.Since(start))
+	d.summary()
+	return nil
+}
+
+func (d *demo) say(format string, args ...any) {
+	if format == "" {
+		fmt.Fprintln(d.w)
+		return
+	}
+	fmt.Fprintf(d.w, format+"\n", args...)
+}
+
+// note prints an indented line of the step's narration.
+func (d *demo) note(format string, args ...any) { d.say("   "+format, args...) }
+
+func (d *demo) timing(what string, dur time.Duration) {
+	d.timings = append(d.timings, [2]string{what, fmtDur(dur)})
+}
+
+func (d *demo) node(name string) localNode {
+	for _, n := range d.nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	panic("demo: no node " + name)
+}
+
+// others returns the nodes other than name.
+func (d *demo) others(name string) []localNode {
+	var out []localNode
+	for _, n := range d.nodes {
+		if n.Name != name {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (d *demo) logPath(name string) string { return filepath.Join(d.dir, name+".log") }
+
+// start starts a node's agent with args, appending its output to its log.
+func (d *demo) start(name string, args []string) error {
+	f, err := os.OpenFile(d.logPath(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("log file for %s: %w", name, err)
+	}
+	defer f.Close() // the child has its own copy
+	ch, err := d.l.start(name, args, f)
+	if err != nil {
+		return err
+	}
+	d.children[name] = ch
+	return nil
+}
+
+// exited returns an error if one of the nodes' processes has exited.
+func (d *demo) exited() error {
+	for _, n := range d.nodes {
+		ch := d.children[n.Name]
+		if ch == nil {
+			continue
+		}
+		select {
+		case <-ch.Done():
+			if !ch.Stopping() {
+				return fmt.Errorf("%s exited unexpectedly (%v); see %s", n.Name, ch.Err(), d.logPath(n.Name))
+			}
+		default:
+		}
+	}
+	return nil
+}
+
+// waitFor is waitFor that also fails as soon as a node has exited.
+func (d *demo) waitFor(ctx context.Context, timeout time.Duration, cond func(ctx context.Context) (bool, string)) error {
+	var exitErr error
+	err := waitFor(ctx, timeout, demoPoll, func(ctx context.Context) (bool, string) {
+		if exitErr = d.exited(); exitErr != nil {
+			return true, ""
+		}
+		return cond(ctx)
+	})
+	if exitErr != nil {
+		return exitErr
+	}
+	return err
+}
+
+func (d *demo) stopAll() {
+	if err := d.l.stopAll(); err != nil {
+		d.say("%v", err)
+	}
+}
+
+func (d *demo) printLogs() {
+	d.say("")
+	d.say("The nodes' logs are kept in %s. Their last lines:", d.dir)
+	for _, n := range d.nodes {
+		for _, line := range tailFile(d.logPath(n.Name), 3) {
+			d.say("  %s| %s", n.Name, line)
+		}
+	}
+}
+
+// Step 1.
+func (d *demo) form(ctx context.Context) error {
+	first := d.nodes[0]
+	d.note("The others are given only %s's address (--join %s); gossip then tells", first.Name, first.Gossip)
+	d.note("every node about every other, so no one needs the full list.")
+	start := time.Now()
+	names := make([]string, len(d.nodes))
+	for i, n := range d.nodes {
+		names[i] = n.Name
+		var join []string
+		if i > 0 {
+			join = []string{first.Gossip}
+		}
+		if err := d.start(n.Name, n.agentArgs("local", "", join)); err != nil {
+			return err
+		}
+	}
+	err := d.waitFor(ctx, demoFormTimeout, func(ctx context.Context) (bool, string) {
+		return allAlive(ctx, d.nodes, names)
+	})
+	if err != nil {
+		return err
+	}
+	took := time.Since(start)
+	d.note("ok: all %d nodes see each other alive, %s after starting.", len(d.nodes), fmtDur(took))
+	d.timing("cluster formed", took)
+
+	ms, err := apiClient(first.API).Members(ctx, "")
+	if err != nil {
+		return fmt.Errorf("members at %s: %w", first.Name, err)
+	}
+	d.say("")
+	d.note("`peerctl members` at %s:", first.Name)
+	tw := newTable(d.w)
+	fmt.Fprintln(tw, "     NAME\tGOSSIP\tAPI\tSTATUS")
+	for _, m := range sortedMembers(ms) {
+		fmt.Fprintf(tw, "     %s\t%s\t%s\t%s\n", m.Name, m.Addr, m.API, m.Status)
+	}
+	return tw.Flush()
+}
+
+// Step 2.
+func (d *demo) replicate(ctx context.Context) error {
+	at := d.nodes[0]
+	value := "hello from " + at.Name
+	wr, err := d.put(ctx, at, "greeting", value)
+	if err != nil {
+		return err
+	}
+	d.note("%s stores it, acknowledges, and pushes it to its peers at once. Should a push", at.Name)
+	d.note("be lost, anti-entropy repairs it: every second each node compares a digest of")
+	d.note("its store with a random peer's and fetches what differs.")
+	last, err := d.awaitVersion(ctx, d.nodes, "greeting", wr.Version)
+	if err != nil {
+		return err
+	}
+	d.note("ok: all %d nodes had it within %s of the write (the last: %s).", len(d.nodes), fmtDur(last.d), last.node)
+	d.timing("write reached all nodes", last.d)
+
+	rows, err := apiClient(d.nodes[1].API).GetAll(ctx, "greeting")
+	if err != nil {
+		return fmt.Errorf("get --all at %s: %w", d.nodes[1].Name, err)
+	}
+	d.say("")
+	d.note("`peerctl get --all greeting`, asking every node through %s:", d.nodes[1].Name)
+	tw := newTable(d.w)
+	fmt.Fprintln(tw, "     NODE\tVALUE\tVERSION\tORIGIN")
+	for _, r := range rows {
+		v, ver, origin := "(missing)", "-", "-"
+		switch {
+		case r.Error != "":
+			v = "error: " + r.Error
+		case r.KV != nil:
+			v, ver, origin = preview(r.KV.Value), r.KV.Version, r.KV.Origin
+		}
+		fmt.Fprintf(tw, "     %s\t%s\t%s\t%s\n", r.Node, v, ver, origin)
+	}
+	return tw.Flush()
+}
+
+// Step 3.
+func (d *demo) detect(ctx context.Context) error {
+	via, victim := d.nodes[0], d.nodes[2]
+	survivors := d.others(victim.Name)
+	d.note("`peerctl kill %s` through %s: %s exits at once, as with kill -9, without a", victim.Name, via.Name, victim.Name)
+	d.note("goodbye. Nobody is told; the others have to notice.")
+	ch := d.children[victim.Name]
+	if err := apiClient(via.API).Kill(ctx, victim.Name); err != nil {
+		return fmt.Errorf("kill %s through %s: %w", victim.Name, via.Name, err)
+	}
+	ch.stopping.Store(true) // expected to exit now
+	select {
+	case <-ch.Done():
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("%s (pid %d) still runs 5s after the kill request", victim.Name, ch.PID())
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	died := time.Now()
+	d.note("%s (pid %d) is gone: %v.", victim.Name, ch.PID(), ch.Err())
+	d.note("Each node probes a random peer every 500ms. When %s does not answer, nor", victim.Name)
+	d.note("through the peers asked to probe it too, the prober marks it suspect and")
+	d.note("gossips that. If %s does not refute it in time it is declared failed; each", victim.Name)
+	d.note("independent suspicion shortens the wait (Lifeguard), and a slow but live node")
+	d.note("can still refute.")
+
+	var mu sync.Mutex
+	suspected := map[string]time.Duration{}
+	failed := map[string]time.Duration{}
+	var order []string
+	err := d.waitFor(ctx, demoDetectTimeout, func(ctx context.Context) (bool, string) {
+		views, errs := memberViews(ctx, survivors)
+		now := time.Since(died)
+		mu.Lock()
+		defer mu.Unlock()
+		why := ""
+		for i, s := range survivors {
+			if errs[i] != nil {
+				why = fmt.Sprintf("%s does not answer: %v", s.Name, errs[i])
+				continue
+			}
+			switch st := statusIn(views[i], victim.Name); st {
+			case "failed":
+				if _, ok := failed[s.Name]; !ok {
+					failed[s.Name] = now
+					order = append(order, s.Name)
+				}
+				fallthrough
+			case "suspect":
+				if _, ok := suspected[s.Name]; !ok {
+					suspected[s.Name] = now
+				}
+				if st != "failed" {
+					why = fmt.Sprintf("%s still sees %s as %s", s.Name, victim.Name, st)
+				}
+			default:
+				why = fmt.Sprintf("%s still sees %s as %s", s.Name, victim.Name, st)
+			}
+		}
+		return len(failed) == len(survivors), why
+	})
+	if err != nil {
+		return err
+	}
+	firstName, lastName := order[0], order[len(order)-1]
+	firstSuspect := failed[firstName]
+	for _, t := range suspected {
+		firstSuspect = min(firstSuspect, t)
+	}
+	if firstSuspect < failed[firstName] {
+		d.note("The first node to suspect %s did so %s after it died.", victim.Name, fmtDur(firstSuspect))
+		d.timing("kill: first suspicion", firstSuspect)
+	}
+	d.note("ok: %s was the first to declare %s failed, after %s; %s the last, after %s.",
+		firstName, victim.Name, fmtDur(failed[firstName]), lastName, fmtDur(failed[lastName]))
+	d.timing("kill: first node declares it failed", failed[firstName])
+	d.timing("kill: all survivors declare it failed", failed[lastName])
+	return nil
+}
+
+// Step 4.
+func (d *demo) writeWhileDown(ctx context.Context) error {
+	victim := d.nodes[2]
+	at := d.nodes[1]
+	value := fmt.Sprintf("written while %s was down", victim.Name)
+	wr, err := d.put(ctx, at, "greeting", value)
+	if err != nil {
+		return err
+	}
+	d.lastWrite = wr
+	last, err := d.awaitVersion(ctx, d.others(victim.Name), "greeting", wr.Version)
+	if err != nil {
+		return err
+	}
+	d.note("ok: the %d live nodes have it after %s; %s has missed it.", len(d.nodes)-1, fmtDur(last.d), victim.Name)
+	return nil
+}
+
+// Step 5.
+func (d *demo) rejoin(ctx context.Context) error {
+	victim := d.nodes[2]
+	survivors := d.others(victim.Name)
+	d.note("peerctl agent --data-dir %s", victim.DataDir)
+	d.note("Its name, ports and join address come from agent.json in that directory, its")
+	d.note("data from its store there. It rejoins the members listed in its serf snapshot;")
+	d.note("when the others see it join they run anti-entropy with it at once.")
+	start := time.Now()
+	if err := d.start(victim.Name, []string{"agent", "--data-dir", victim.DataDir}); err != nil {
+		return err
+	}
+	var (
+		answered, alive, latest, same time.Duration
+		stale                         string // a value it held before catching up
+		digest                        string
+	)
+	api := apiClient(victim.API)
+	err := d.waitFor(ctx, demoRejoinTimeout, func(ctx context.Context) (bool, string) {
+		now := time.Since(start)
+		info, err := api.Info(ctx, "")
+		if err != nil {
+			return false, fmt.Sprintf("%s does not answer at %s: %v", victim.Name, victim.API, err)
+		}
+		if answered == 0 {
+			answered = now
+		}
+		if alive == 0 {
+			if ok, why := allAlive(ctx, survivors, []string{victim.Name}); !ok {
+				return false, why
+			}
+			alive = time.Since(start)
+		}
+		if latest == 0 {
+			kv, err := api.Get(ctx, "", "greeting")
+			if err != nil {
+				return false, fmt.Sprintf("get greeting at %s: %v", victim.Name, err)
+			}
+			if kv.Version != d.lastWrite.Version {
+				if stale == "" {
+					stale = string(kv.Value)
+				}
+				return false, fmt.Sprintf("%s holds %q, version %s", victim.Name, kv.Value, kv.Version)
+			}
+			latest = time.Since(start)
+		}
+		for _, s := range survivors {
+			si, err := apiClient(s.API).Info(ctx, "")
+			if err != nil {
+				return false, fmt.Sprintf("info at %s: %v", s.Name, err)
+			}
+			if si.Store.Digest != info.Store.Digest {
+				return false, fmt.Sprintf("%s's digest %s differs from %s's %s", victim.Name, shortDigest(info.Store.Digest), s.Name, shortDigest(si.Store.Digest))
+			}
+		}
+		digest = info.Store.Digest
+		same = time.Since(start)
+		return true, ""
+	})
+	if err != nil {
+		return err
+	}
+	d.note("%s answered after %s%s.", victim.Name, fmtDur(answered), staleNote(stale))
+	d.note("ok: all see it alive after %s; it returns %q after %s;", fmtDur(alive), d.lastWrite.value, fmtDur(latest))
+	d.note("ok: its digest equals every other node's (%s) after %s: the stores are identical.", shortDigest(digest), fmtDur(same))
+	d.timing("restart: alive to all", alive)
+	d.timing("restart: caught up (value and digest)", same)
+	return nil
+}
+
+func staleNote(v string) string {
+	if v == "" {
+		return ""
+	}
+	return fmt.Sprintf(", still holding %q from its disk", v)
+}
+
+// demoWrite is an acknowledged put.
+type demoWrite struct {
+	*daemon.WriteResult
+	value string
+}
+
+// put writes key=value at node n and says so.
+func (d *demo) put(ctx context.Context, n localNode, key, value string) (demoWrite, error) {
+	wr, err := apiClient(n.API).Put(ctx, "", key, []byte(value))
+	if err != nil {
+		return demoWrite{}, fmt.Errorf("put %s at %s: %w", key, n.Name, err)
+	}
+	d.note("peerctl --addr %s put %s %q   (at %s; version %s)", n.API, key, value, n.Name, wr.Version)
+	return demoWrite{WriteResult: wr, value: value}, nil
+}
+
+// arrival is when a node first held a write, counted from the write.
+type arrival struct {
+	node string
+	d    time.Duration
+}
+
+// awaitVersion polls every node in nodes until each holds key at version,
+// and returns the last to get it.
+func (d *demo) awaitVersion(ctx context.Context, nodes []localNode, key, version string) (last arrival, err error) {
+	start := time.Now()
+	got := map[string]time.Duration{}
+	err = d.waitFor(ctx, demoReplicateTimeout, func(ctx context.Context) (bool, string) {
+		why := ""
+		var pending []localNode
+		for _, n := range nodes {
+			if _, ok := got[n.Name]; !ok {
+				pending = append(pending, n)
+			}
+		}
+		var mu sync.Mutex // guards why and got
+		var wg sync.WaitGroup
+		for _, n := range pending {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				kv, err := apiClient(n.API).Get(ctx, "", key)
+				now := time.Since(start)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err != nil:
+					why = fmt.Sprintf("get %s at %s: %v", key, n.Name, err)
+				case kv.Version != version:
+					why = fmt.Sprintf("%s holds version %s", n.Name, kv.Version)
+				default:
+					got[n.Name] = now
+				}
+			}()
+		}
+		wg.Wait()
+		return len(got) == len(nodes), why
+	})
+	if err != nil {
+		return last, err
+	}
+	for n, t := range got {
+		if t > last.d {
+			last = arrival{n, t}
+		}
+	}
+	return last, nil
+}
+
+func (d *demo) summary() {
+	d.say("")
+	d.say("Timings (polled every %s, so each is accurate to about that):", fmtDur(demoPoll))
+	tw := newTable(d.w)
+	for _, t := range d.timings {
+		fmt.Fprintf(tw, "   %s\t%s\n", t[0], t[1])
+	}
+	tw.Flush()
+}
+
+func sortedMembers(ms []daemon.Member) []daemon.Member {
+	out := append([]daemon.Member(nil), ms...)
+	slices.SortFunc(out, func(a, b daemon.Member) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
+
+// fmtDur rounds d for people: milliseconds below a second, else 10 ms.
+func fmtDur(d time.Duration) string {
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(10 * time.Millisecond).String()
+}
+
+// shortDigest returns the first 12 characters of a hex digest.
+func shortDigest(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}
