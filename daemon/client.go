@@ -155,3 +155,31 @@ func (c *Client) Leave(ctx context.Context, node string) error {
 func NewClientWith(addr string, hc *http.Client) *Client {
 	return &Client{addr: addr, hc: hc}
 }
+
+func jsonBody(v any) io.Reader {
+	b, _ := json.Marshal(v)
+	return bytes.NewReader(b)
+}
+
+// InjectFault installs a fault across the cluster through the daemon.
+func (c *Client) InjectFault(ctx context.Context, req FaultRequest) (*FaultResult, error) {
+	var out FaultResult
+	return &out, c.do(ctx, "POST", c.url("/v1/faults", "", nil), jsonBody(req), &out)
+}
+
+// Faults returns the rules active on every reachable node.
+func (c *Client) Faults(ctx context.Context) ([]NodeFaults, error) {
+	var out []NodeFaults
+	return out, c.do(ctx, "GET", c.url("/v1/faults", "", url.Values{"all": {"1"}}), nil, &out)
+}
+
+// Heal removes faults on every node: those that named target, or all if
+// target is "".
+func (c *Client) Heal(ctx context.Context, target string) ([]NodeFaults, error) {
+	q := url.Values{}
+	if target != "" {
+		q.Set("target", target)
+	}
+	var out []NodeFaults
+	return out, c.do(ctx, "DELETE", c.url("/v1/faults", "", q), nil, &out)
+}

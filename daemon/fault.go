@@ -43,6 +43,7 @@ type Rule struct {
 	Since  time.Time     `json:"since"`
 	Until  time.Time     `json:"until,omitempty"` // zero: until healed
 	Reason string        `json:"reason"`          // the command, for people
+	Nodes  []string      `json:"nodes"`           // nodes the command named; heal NODE removes these
 }
 
 func (r *Rule) validate() error {

@@ -39,6 +39,11 @@ func newHTTPServer(a *Agent, ln net.Listener) *httpServer {
 	s.mux.HandleFunc("POST /v1/kill", s.kill)
 	s.mux.HandleFunc("POST /v1/leave", s.leave)
 	s.mux.HandleFunc("POST /v1/internal/{kind}", s.internal)
+	s.mux.HandleFunc("POST /v1/faults", s.postFaults)
+	s.mux.HandleFunc("GET /v1/faults", s.getFaults)
+	s.mux.HandleFunc("DELETE /v1/faults", s.deleteFaults)
+	s.mux.HandleFunc("POST /v1/faults/local", s.postLocalFaults)
+	s.mux.HandleFunc("DELETE /v1/faults/local", s.deleteLocalFaults)
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	return s
 }
