@@ -62,6 +62,9 @@ type Store struct {
 	nodes  map[string]string // interned node names
 	b      Backend
 	closed bool
+
+	qmu   sync.Mutex // guards queue
+	queue []*writeReq // local writes waiting; queue[0]'s goroutine is committing
 }
 
 // Open builds the index from the backend's entries and returns a Store.
@@ -157,23 +160,6 @@ func (s *Store) Delete(key string) (Entry, bool, error) {
 		return Entry{}, false, err
 	}
 	return s.write(Entry{Key: key, Deleted: true})
-}
-
-// write stamps e with a new version and stores it. It reports whether the
-// key held a live value just before, read under the same lock as the write.
-func (s *Store) write(e Entry) (Entry, bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return Entry{}, false, ErrClosed
-	}
-	cur, ok := s.idx.get(e.Key)
-	e.Version = Version{TS: s.clock.Now(), Node: s.node}
-	if err := s.b.Put([]Entry{e}); err != nil {
-		return Entry{}, false, fmt.Errorf("store: write %q: %w", e.Key, err)
-	}
-	s.idx.set(s.intern(e.Summary()))
-	return e, ok && !cur.Deleted, nil
 }
 
 // Merge applies entries from another node under last-writer-wins and
