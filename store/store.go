@@ -63,7 +63,7 @@ type Store struct {
 	b      Backend
 	closed bool
 
-	qmu   sync.Mutex // guards queue
+	qmu   sync.Mutex  // guards queue
 	queue []*writeReq // local writes waiting; queue[0]'s goroutine is committing
 }
 
