@@ -168,9 +168,14 @@ func TestPartitionStopsReplicationAndHealRestores(t *testing.T) {
 	if _, err := nodes[2].Put("right", []byte("2")); err != nil {
 		t.Fatal(err)
 	}
-	// Same key on both sides: last writer wins after heal.
-	nodes[0].Put("both", []byte("from n1"))
-	last, _ := nodes[1].Put("both", []byte("from n2"))
+	// Same key on both sides: after heal every node keeps the write with
+	// the greater version (hybrid clock, then node name), whichever side.
+	w1, _ := nodes[0].Put("both", []byte("from n1"))
+	w2, _ := nodes[1].Put("both", []byte("from n2"))
+	last := w1
+	if w2.Version.Compare(w1.Version) > 0 {
+		last = w2
+	}
 
 	waitFor(t, 20*time.Second, "each side marks the other failed", func() error {
 		for _, m := range nodes[0].Members() {
@@ -206,7 +211,7 @@ func TestPartitionStopsReplicationAndHealRestores(t *testing.T) {
 	for _, nd := range nodes {
 		e, err := nd.Store().Get("both")
 		if err != nil || e.Version != last.Version {
-			t.Errorf("%s: both = %v (%v), want the later write %v", nd.Name(), e.Version, err, last.Version)
+			t.Errorf("%s: both = %v (%v), want the greater version %v", nd.Name(), e.Version, err, last.Version)
 		}
 	}
 }
