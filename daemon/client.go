@@ -183,3 +183,9 @@ func (c *Client) Heal(ctx context.Context, target string) ([]NodeFaults, error) 
 	var out []NodeFaults
 	return out, c.do(ctx, "DELETE", c.url("/v1/faults", "", q), nil, &out)
 }
+
+// Check compares the data of every alive node.
+func (c *Client) Check(ctx context.Context) (*CheckResult, error) {
+	var out CheckResult
+	return &out, c.do(ctx, "GET", c.url("/v1/check", "", nil), nil, &out)
+}
