@@ -137,7 +137,9 @@ func (s *Store) GetEntry(key string) (Entry, error) {
 }
 
 // Put writes value under key with a new version and returns the entry,
-// which the caller replicates.
+// which the caller replicates. It returns once the entry is stored;
+// concurrent Puts and Deletes share one backend commit (see commit.go), so
+// a call may wait for the commit in progress. value is not retained.
 func (s *Store) Put(key string, value []byte) (Entry, error) {
 	if err := ValidateKey(key); err != nil {
 		return Entry{}, err
@@ -153,7 +155,7 @@ func (s *Store) Put(key string, value []byte) (Entry, error) {
 }
 
 // Delete writes a tombstone for key and returns it, and whether a live
-// value was there. A tombstone is written even if the key is unknown here:
+// value was there just before. It commits like Put. A tombstone is written even if the key is unknown here:
 // it may exist on a node this one has not heard from yet.
 func (s *Store) Delete(key string) (Entry, bool, error) {
 	if err := ValidateKey(key); err != nil {
