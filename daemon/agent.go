@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -42,6 +43,7 @@ type Agent struct {
 	counters  *counters
 	gcounters *gossipCounters
 	faults    *Faults
+	writes    atomic.Uint64
 	addrNames sync.Map // gossip "ip:port" -> node name, for the fault layer
 	http      *httpServer
 	apiAddr   string // advertised API address
@@ -67,7 +69,7 @@ func Create(cfg *Config) (*Agent, error) {
 	a := &Agent{
 		cfg:       cfg,
 		log:       cfg.Logger,
-		counters:  &counters{},
+		counters:  newCounters(),
 		gcounters: &gossipCounters{},
 		faults:    NewFaults(cfg.FaultSeed),
 		eventCh:   make(chan serf.Event, 1024),
@@ -385,6 +387,7 @@ func (a *Agent) Members() []Member {
 func (a *Agent) Put(key string, value []byte) (store.Entry, error) {
 	e, err := a.st.Put(key, value)
 	if err == nil {
+		a.writes.Add(1)
 		a.repl.broadcast(e)
 	}
 	return e, err
@@ -394,6 +397,7 @@ func (a *Agent) Put(key string, value []byte) (store.Entry, error) {
 func (a *Agent) Delete(key string) (store.Entry, bool, error) {
 	e, existed, err := a.st.Delete(key)
 	if err == nil {
+		a.writes.Add(1)
 		a.repl.broadcast(e)
 	}
 	return e, existed, err

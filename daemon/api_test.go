@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -116,6 +117,19 @@ func TestHTTPAPI(t *testing.T) {
 	}
 	if after := nodes[0].Store().Digest(); before != after {
 		t.Error("garbage push changed the store")
+	}
+
+	// Prometheus metrics: our counters and serf/memberlist's own.
+	resp, err = http.Get("http://" + nodes[0].APIAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`peerctl_replication_messages_sent_total{kind="push"}`, "peerctl_gossip_packets_sent_total", "peerctl_writes_total 5", "peerctl_memberlist_"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 
 	// Kill through another node: the target stops; the others mark it failed.

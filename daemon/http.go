@@ -39,6 +39,7 @@ func newHTTPServer(a *Agent, ln net.Listener) *httpServer {
 	s.mux.HandleFunc("POST /v1/kill", s.kill)
 	s.mux.HandleFunc("POST /v1/leave", s.leave)
 	s.mux.HandleFunc("POST /v1/internal/{kind}", s.internal)
+	s.mux.Handle("GET /metrics", a.metricsHandler())
 	s.mux.HandleFunc("GET /v1/check", s.check)
 	s.mux.HandleFunc("GET /v1/digest", s.digest)
 	s.mux.HandleFunc("GET /v1/summaries", s.summaries)

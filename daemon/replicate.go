@@ -355,8 +355,7 @@ func (r *replicator) syncWith(p *peer) (more bool, err error) {
 // Malformed input returns an error wrapping store.ErrCorrupt and changes
 // nothing.
 func (r *replicator) handle(kind string, body []byte) ([]byte, error) {
-	r.c.msgsRecv.Add(1)
-	r.c.bytesRecv.Add(uint64(len(body)))
+	r.c.received(kind, len(body))
 	reply, err := r.serve(kind, body)
 	if err != nil {
 		if errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrInvalidKey) || errors.Is(err, store.ErrValueTooLarge) {
@@ -364,8 +363,7 @@ func (r *replicator) handle(kind string, body []byte) ([]byte, error) {
 		}
 		return nil, err
 	}
-	r.c.msgsSent.Add(1)
-	r.c.bytesSent.Add(uint64(len(reply)))
+	r.c.sent(kind, len(reply))
 	return reply, nil
 }
 

@@ -80,6 +80,38 @@ func (t *httpTransport) close() { t.hc.CloseIdleConnections() }
 // one message sent and one received on each side (request and reply).
 type counters struct {
 	msgsSent, msgsRecv, bytesSent, bytesRecv atomic.Uint64
+	kinds                                    map[string]*kindCounters // fixed at creation
+}
+
+// kindCounters count one kind of replication message.
+type kindCounters struct {
+	msgsSent, msgsRecv, bytesSent, bytesRecv atomic.Uint64
+}
+
+func newCounters() *counters {
+	c := &counters{kinds: make(map[string]*kindCounters, len(kinds))}
+	for _, k := range kinds {
+		c.kinds[k] = &kindCounters{}
+	}
+	return c
+}
+
+func (c *counters) sent(kind string, n int) {
+	c.msgsSent.Add(1)
+	c.bytesSent.Add(uint64(n))
+	if k := c.kinds[kind]; k != nil {
+		k.msgsSent.Add(1)
+		k.bytesSent.Add(uint64(n))
+	}
+}
+
+func (c *counters) received(kind string, n int) {
+	c.msgsRecv.Add(1)
+	c.bytesRecv.Add(uint64(n))
+	if k := c.kinds[kind]; k != nil {
+		k.msgsRecv.Add(1)
+		k.bytesRecv.Add(uint64(n))
+	}
 }
 
 // countingTransport counts what passes through the wrapped transport.
@@ -89,12 +121,10 @@ type countingTransport struct {
 }
 
 func (t *countingTransport) Call(ctx context.Context, peer, addr, kind string, body []byte) ([]byte, error) {
-	t.c.msgsSent.Add(1)
-	t.c.bytesSent.Add(uint64(len(body)))
+	t.c.sent(kind, len(body))
 	reply, err := t.next.Call(ctx, peer, addr, kind, body)
 	if err == nil {
-		t.c.msgsRecv.Add(1)
-		t.c.bytesRecv.Add(uint64(len(reply)))
+		t.c.received(kind, len(reply))
 	}
 	return reply, err
 }
