@@ -96,6 +96,9 @@ func Create(cfg *Config) (*Agent, error) {
 		tr = cfg.WrapTransport(tr)
 	}
 	a.repl = newReplicator(a.st, tr, a.counters, a.log, cfg.PushWindow, cfg.SyncInterval)
+	if cfg.TraceArrivals {
+		a.repl.arrivals = &arrivals{}
+	}
 	a.http = newHTTPServer(a, ln)
 	a.apiAddr = advertisedAPI(ln.Addr().String(), cfg)
 	if err := a.startSerf(); err != nil {
@@ -388,6 +391,7 @@ func (a *Agent) Put(key string, value []byte) (store.Entry, error) {
 	e, err := a.st.Put(key, value)
 	if err == nil {
 		a.writes.Add(1)
+		a.repl.arrivals.record([]store.Entry{e})
 		a.repl.broadcast(e)
 	}
 	return e, err
@@ -398,6 +402,7 @@ func (a *Agent) Delete(key string) (store.Entry, bool, error) {
 	e, existed, err := a.st.Delete(key)
 	if err == nil {
 		a.writes.Add(1)
+		a.repl.arrivals.record([]store.Entry{e})
 		a.repl.broadcast(e)
 	}
 	return e, existed, err

@@ -39,6 +39,10 @@ type Config struct {
 
 	Logger *slog.Logger
 
+	// TraceArrivals records when each key first became readable here, for
+	// benchmarks (GET /v1/debug/arrivals).
+	TraceArrivals bool
+
 	// FaultSeed seeds the fault layer's random choices (loss, jitter).
 	FaultSeed uint64
 

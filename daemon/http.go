@@ -41,6 +41,7 @@ func newHTTPServer(a *Agent, ln net.Listener) *httpServer {
 	s.mux.HandleFunc("POST /v1/internal/{kind}", s.internal)
 	s.mux.Handle("GET /metrics", a.metricsHandler())
 	s.mux.HandleFunc("GET /v1/check", s.check)
+	s.mux.HandleFunc("GET /v1/debug/arrivals", s.debugArrivals)
 	s.mux.HandleFunc("GET /v1/digest", s.digest)
 	s.mux.HandleFunc("GET /v1/summaries", s.summaries)
 	s.mux.HandleFunc("POST /v1/faults", s.postFaults)

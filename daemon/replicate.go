@@ -76,6 +76,8 @@ type replicator struct {
 	lastLag      atomic.Int64 // ms
 	avgLag       atomic.Int64 // ms, EWMA
 	lastSync     atomic.Int64 // unix ms
+
+	arrivals *arrivals // nil unless Config.TraceArrivals
 }
 
 // peer is an alive member we replicate to.
@@ -433,6 +435,7 @@ func (r *replicator) noteApplied(es []store.Entry) {
 	if len(es) == 0 {
 		return
 	}
+	r.arrivals.record(es)
 	r.applied.Add(uint64(len(es)))
 	now := r.now().UnixMilli()
 	lag := now - es[len(es)-1].Version.TS.WallMillis()
