@@ -90,6 +90,14 @@ PEERCTL_<FLAG>, e.g. PEERCTL_DATA_DIR.`,
 				Usage: "fsync every write before acknowledging it, so it survives power loss (slower)"},
 			&cli.DurationFlag{Name: "tombstone-ttl", EnvVars: env("tombstone-ttl"), Value: def.TombstoneTTL,
 				Usage: "purge deletion tombstones after `DURATION`; a node away longer may bring deleted keys back"},
+			&cli.DurationFlag{Name: "sync-interval", EnvVars: env("sync-interval"), Value: def.SyncInterval,
+				Usage: "run anti-entropy with a random peer every `DURATION`"},
+			&cli.DurationFlag{Name: "push-window", EnvVars: env("push-window"), Value: def.PushWindow,
+				Usage: "wait up to `DURATION` to batch writes into one push per peer"},
+			&cli.Uint64Flag{Name: "fault-seed", EnvVars: env("fault-seed"),
+				Usage: "seed the fault layer's random choices (loss, jitter) with `N` so a run can be replayed"},
+			&cli.BoolFlag{Name: "trace-arrivals", EnvVars: env("trace-arrivals"),
+				Usage: "record when each key first became readable here, for `peerctl bench` (GET /v1/debug/arrivals)"},
 		},
 		Action: func(c *cli.Context) error { return runAgent(c, create) },
 	}
@@ -120,6 +128,10 @@ func runAgent(c *cli.Context, create createFunc) error {
 	cfg.EncryptKey = c.String("encrypt")
 	cfg.SyncWrites = c.Bool("sync-writes")
 	cfg.TombstoneTTL = c.Duration("tombstone-ttl")
+	cfg.SyncInterval = c.Duration("sync-interval")
+	cfg.PushWindow = c.Duration("push-window")
+	cfg.FaultSeed = c.Uint64("fault-seed")
+	cfg.TraceArrivals = c.Bool("trace-arrivals")
 	cfg.Logger = log
 	left := make(chan struct{})
 	var once sync.Once
