@@ -40,6 +40,7 @@ type Agent struct {
 	be        *badger.Backend
 	serf      *serf.Serf
 	repl      *replicator
+	ht        *httpTransport
 	counters  *counters
 	gcounters *gossipCounters
 	faults    *Faults
@@ -91,7 +92,8 @@ func Create(cfg *Config) (*Agent, error) {
 	}
 	// Replication transport: HTTP, counted, then the fault layer, which
 	// decides first whether a message is sent at all.
-	var tr Transport = &faultTransport{next: &countingTransport{next: newHTTPTransport(a.cfg.Name), c: a.counters}, f: a.faults}
+	a.ht = newHTTPTransport(a.cfg.Name)
+	var tr Transport = &faultTransport{next: &countingTransport{next: a.ht, c: a.counters}, f: a.faults}
 	if cfg.WrapTransport != nil {
 		tr = cfg.WrapTransport(tr)
 	}
@@ -425,6 +427,7 @@ func (a *Agent) Shutdown() error {
 		close(a.stopCh)
 		var errs []error
 		errs = append(errs, a.serf.Shutdown())
+		a.ht.close() // ends streams, so the API can shut down
 		a.http.stop()
 		a.repl.stop()
 		a.wg.Wait()

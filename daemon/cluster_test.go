@@ -186,6 +186,13 @@ type dropPushes struct {
 	on   atomic.Bool
 }
 
+func (d *dropPushes) Send(peer, addr, kind string, body []byte) error {
+	if d.on.Load() && kind == kindPush {
+		return nil
+	}
+	return d.next.Send(peer, addr, kind, body)
+}
+
 func (d *dropPushes) Call(ctx context.Context, peer, addr, kind string, body []byte) ([]byte, error) {
 	if d.on.Load() && kind == kindPush {
 		return nil, errors.New("dropped by test")

@@ -36,6 +36,20 @@ func (t *faultTransport) Call(ctx context.Context, peer, addr, kind string, body
 	return t.next.Call(ctx, peer, addr, kind, body)
 }
 
+func (t *faultTransport) Send(peer, addr, kind string, body []byte) error {
+	drop, delay := t.f.Outbound(peer)
+	if drop {
+		return nil // lost on the way: the sender cannot tell
+	}
+	if delay > 0 {
+		// Deliver later without holding up the caller, as a slow link does.
+		cp := append([]byte(nil), body...)
+		time.AfterFunc(delay, func() { t.next.Send(peer, addr, kind, cp) })
+		return nil
+	}
+	return t.next.Send(peer, addr, kind, body)
+}
+
 // gossipCounters count membership traffic at the memberlist transport.
 type gossipCounters struct {
 	packetsSent, packetsRecv, bytesSent, bytesRecv atomic.Uint64

@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -28,16 +30,22 @@ type httpServer struct {
 	mux  *http.ServeMux
 	hc   *http.Client // for ?all fan-out
 	done chan struct{}
+
+	smu      sync.Mutex // guards streams, stopping
+	streams  map[*http.ResponseController]struct{}
+	stopping bool
 }
 
 func newHTTPServer(a *Agent, ln net.Listener) *httpServer {
 	s := &httpServer{a: a, ln: ln, mux: http.NewServeMux(), done: make(chan struct{}),
-		hc: &http.Client{Timeout: 5 * time.Second}}
+		streams: make(map[*http.ResponseController]struct{}),
+		hc:      &http.Client{Timeout: 5 * time.Second}}
 	s.mux.HandleFunc("GET /v1/members", s.members)
 	s.mux.HandleFunc("GET /v1/info", s.info)
 	s.mux.HandleFunc("GET /v1/kv", s.list)
 	s.mux.HandleFunc("POST /v1/kill", s.kill)
 	s.mux.HandleFunc("POST /v1/leave", s.leave)
+	s.mux.HandleFunc("POST /v1/internal/stream", s.stream)
 	s.mux.HandleFunc("POST /v1/internal/{kind}", s.internal)
 	s.mux.Handle("GET /metrics", a.metricsHandler())
 	s.mux.HandleFunc("GET /v1/check", s.check)
@@ -63,6 +71,14 @@ func (s *httpServer) start() {
 }
 
 func (s *httpServer) stop() {
+	// Peers' streams never end on their own: cut them so Shutdown need
+	// not wait for them.
+	s.smu.Lock()
+	s.stopping = true
+	for rc := range s.streams {
+		rc.SetReadDeadline(time.Now())
+	}
+	s.smu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := s.srv.Shutdown(ctx); err != nil {
@@ -328,6 +344,49 @@ func (s *httpServer) leave(w http.ResponseWriter, r *http.Request) {
 		f.Flush()
 	}
 	go s.a.leaveAndExit()
+}
+
+// stream serves a peer's stream of one-way messages (transport.go) until
+// the peer closes it. A malformed frame ends the stream.
+func (s *httpServer) stream(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	s.smu.Lock()
+	if s.stopping {
+		s.smu.Unlock()
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("shutting down"))
+		return
+	}
+	s.streams[rc] = struct{}{}
+	s.smu.Unlock()
+	defer func() {
+		s.smu.Lock()
+		delete(s.streams, rc)
+		s.smu.Unlock()
+	}()
+	br := bufio.NewReaderSize(r.Body, 64<<10)
+	from := r.Header.Get(headerFrom)
+	for {
+		k, err := br.ReadByte()
+		if err != nil {
+			return // peer closed the stream
+		}
+		n, err := binary.ReadUvarint(br)
+		if err != nil || int(k) >= len(kinds) || n > maxMessage {
+			s.a.log.Warn("malformed replication stream; closing it", "from", from, "err", err)
+			writeError(w, http.StatusBadRequest, fmt.Errorf("%w: bad stream frame", store.ErrCorrupt))
+			return
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(br, body); err != nil {
+			return
+		}
+		if s.a.faults.Paused() {
+			continue // a frozen process reads nothing
+		}
+		if _, err := s.a.repl.handleOneWay(kinds[k], body); err != nil {
+			s.a.log.Warn("rejected replication message", "kind", kinds[k], "from", from, "err", err)
+		}
+	}
 }
 
 // internal serves replication messages from peers (replicate.go).

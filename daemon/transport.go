@@ -3,9 +3,12 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -19,6 +22,12 @@ type Transport interface {
 	// Call sends a message of the given kind to the peer whose API listens
 	// at addr and returns its reply. It may block until ctx is done.
 	Call(ctx context.Context, peer, addr, kind string, body []byte) ([]byte, error)
+	// Send sends a one-way message to the peer over a long-lived stream:
+	// no reply, so one message on the wire. It returns once the message is
+	// handed to the connection, not when the peer has applied it; a message
+	// lost with a broken stream is repaired by anti-entropy. It may block
+	// while the peer does not read. It is safe for concurrent use.
+	Send(peer, addr, kind string, body []byte) error
 }
 
 // Message kinds.
@@ -30,14 +39,39 @@ const (
 
 var kinds = []string{kindPush, kindDigest, kindSync}
 
+// kindIndex returns the byte that names kind in a stream frame.
+func kindIndex(kind string) (byte, bool) {
+	for i, k := range kinds {
+		if k == kind {
+			return byte(i), true
+		}
+	}
+	return 0, false
+}
+
 // maxMessage bounds a replication message body.
 const maxMessage = 64 << 20
 
-// httpTransport sends messages as POST /v1/internal/KIND over HTTP/1.1
-// with keep-alive connections.
+// httpTransport sends calls as POST /v1/internal/KIND over HTTP/1.1 with
+// keep-alive connections, and one-way messages as frames in the chunked
+// body of one long POST /v1/internal/stream per peer:
+//
+//	frame = kind:u8 len:uvarint body
 type httpTransport struct {
 	hc   *http.Client
-	from string // this node's name, sent so the receiver can apply its rules to the reply
+	shc  *http.Client // for streams: no overall timeout
+	from string       // this node's name, sent so the receiver can apply its rules to the reply
+
+	mu      sync.Mutex // guards streams, closed
+	streams map[string]*outStream
+	closed  bool
+}
+
+// outStream is the sending end of one stream to a peer.
+type outStream struct {
+	addr string
+	pw   *io.PipeWriter
+	dead chan struct{} // closed when the request ended
 }
 
 // headerFrom names the sending node on replication requests.
@@ -49,8 +83,79 @@ func newHTTPTransport(from string) *httpTransport {
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 	}
-	return &httpTransport{hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}, from: from}
+	return &httpTransport{
+		hc:      &http.Client{Transport: tr, Timeout: 30 * time.Second},
+		shc:     &http.Client{Transport: tr},
+		from:    from,
+		streams: make(map[string]*outStream),
+	}
 }
+
+func (t *httpTransport) Send(peer, addr, kind string, body []byte) error {
+	k, ok := kindIndex(kind)
+	if !ok {
+		return fmt.Errorf("send %s to %s: unknown kind", kind, peer)
+	}
+	s, err := t.stream(peer, addr)
+	if err != nil {
+		return err
+	}
+	frame := make([]byte, 0, 1+binary.MaxVarintLen64+len(body))
+	frame = append(frame, k)
+	frame = binary.AppendUvarint(frame, uint64(len(body)))
+	frame = append(frame, body...)
+	if _, err := s.pw.Write(frame); err != nil {
+		t.mu.Lock()
+		if t.streams[peer] == s {
+			delete(t.streams, peer)
+		}
+		t.mu.Unlock()
+		return fmt.Errorf("%s to %s: stream: %w", kind, peer, err)
+	}
+	return nil
+}
+
+// stream returns the open stream to peer, opening one if needed.
+func (t *httpTransport) stream(peer, addr string) (*outStream, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, errTransportClosed
+	}
+	if s, ok := t.streams[peer]; ok {
+		select {
+		case <-s.dead:
+		default:
+			if s.addr == addr {
+				return s, nil
+			}
+			s.pw.CloseWithError(errTransportClosed)
+		}
+	}
+	pr, pw := io.Pipe()
+	req, err := http.NewRequest("POST", "http://"+addr+"/v1/internal/stream", pr)
+	if err != nil {
+		return nil, err
+	}
+	req.ContentLength = -1
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set(headerFrom, t.from)
+	s := &outStream{addr: addr, pw: pw, dead: make(chan struct{})}
+	go func() {
+		defer close(s.dead)
+		resp, err := t.shc.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+			resp.Body.Close()
+			err = fmt.Errorf("stream to %s ended: %s", peer, resp.Status)
+		}
+		pr.CloseWithError(err)
+	}()
+	t.streams[peer] = s
+	return s, nil
+}
+
+var errTransportClosed = errors.New("transport closed")
 
 func (t *httpTransport) Call(ctx context.Context, peer, addr, kind string, body []byte) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+addr+"/v1/internal/"+kind, bytes.NewReader(body))
@@ -74,7 +179,17 @@ func (t *httpTransport) Call(ctx context.Context, peer, addr, kind string, body 
 	return data, nil
 }
 
-func (t *httpTransport) close() { t.hc.CloseIdleConnections() }
+// close ends every stream and idle connection.
+func (t *httpTransport) close() {
+	t.mu.Lock()
+	t.closed = true
+	for _, s := range t.streams {
+		s.pw.CloseWithError(errTransportClosed)
+	}
+	t.streams = nil
+	t.mu.Unlock()
+	t.hc.CloseIdleConnections()
+}
 
 // counters count replication messages and bytes by kind. A call counts as
 // one message sent and one received on each side (request and reply).
@@ -127,4 +242,12 @@ func (t *countingTransport) Call(ctx context.Context, peer, addr, kind string, b
 		t.c.received(kind, len(reply))
 	}
 	return reply, err
+}
+
+func (t *countingTransport) Send(peer, addr, kind string, body []byte) error {
+	err := t.next.Send(peer, addr, kind, body)
+	if err == nil {
+		t.c.sent(kind, len(body))
+	}
+	return err
 }
