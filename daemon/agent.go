@@ -292,11 +292,6 @@ func (a *Agent) eventLoop() {
 			for _, m := range me.Members {
 				a.log.Info("member "+me.Type.String(), "member", m.Name, "addr", net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))))
 				a.memberChanged(m)
-				if me.Type == serf.EventMemberJoin && m.Name != a.cfg.Name {
-					// A new or returning node: reconcile with it now
-					// rather than waiting for the random choice.
-					a.repl.requestSync(m.Name)
-				}
 			}
 		case <-a.stopCh:
 			return

@@ -129,6 +129,13 @@ func (r *replicator) setPeer(name, addr string) {
 	r.peers[name] = p
 	r.wg.Add(1)
 	go r.pushLoop(p)
+	if len(r.peers) == 1 {
+		// Our first peer: we just started, or were cut off from everyone.
+		// Pull what we missed now rather than at the next tick. The node
+		// that was away starts the round, so it receives only the entries
+		// it lacks, not the other side's summaries.
+		r.requestSync(name)
+	}
 }
 
 // removePeer stops replicating to a peer that failed or left. What was
