@@ -25,6 +25,7 @@ const (
 	demoDetectTimeout    = 15 * time.Second
 	demoRejoinTimeout    = 20 * time.Second
 	demoPoll             = 20 * time.Millisecond
+	demoPollWrite        = 2 * time.Millisecond // replication takes milliseconds
 )
 
 func demoCommand() *cli.Command {
@@ -105,7 +106,10 @@ func runDemo(c *cli.Context) (err error) {
 	}
 	d := &demo{w: c.App.Writer, l: l, dir: dir, nodes: localNodes(n, base, dir), children: map[string]*child{}}
 	defer func() {
-		d.stopAll()
+		if serr := d.l.stopAll(); serr != nil {
+			d.say("%v", serr)
+			err = errors.Join(err, serr)
+		}
 		switch {
 		case c.Context.Err() != nil:
 			err = errors.New("demo interrupted; stopped every node it started")
@@ -115,15 +119,16 @@ func runDemo(c *cli.Context) (err error) {
 		case err != nil:
 			d.printLogs()
 		case c.Bool("keep"):
-			d.say("Data and logs are kept in %s.", dir)
+			d.say("Stopped the nodes; their data and logs are kept in %s.", dir)
 		default:
 			os.RemoveAll(dir)
+			d.say("Stopped the nodes and removed %s.", dir)
 		}
 	}()
 
 	start := time.Now()
-	d.say("peerctl demo: %d nodes on this machine, each a `peerctl agent` process", n)
-	d.say("with its own store on disk. Their logs go to %s.", filepath.Join(dir, "node*.log"))
+	d.say("peerctl demo: %d nodes on this machine, each a `peerctl agent` process with", n)
+	d.say("its own copy of the store on disk. Their logs: %s", filepath.Join(dir, "node*.log"))
 	steps := []struct {
 		title string
 		run   func(context.Context) error
@@ -221,9 +226,9 @@ func (d *demo) exited() error {
 }
 
 // waitFor is waitFor that also fails as soon as a node has exited.
-func (d *demo) waitFor(ctx context.Context, timeout time.Duration, cond func(ctx context.Context) (bool, string)) error {
+func (d *demo) waitFor(ctx context.Context, timeout, interval time.Duration, cond func(ctx context.Context) (bool, string)) error {
 	var exitErr error
-	err := waitFor(ctx, timeout, demoPoll, func(ctx context.Context) (bool, string) {
+	err := waitFor(ctx, timeout, interval, func(ctx context.Context) (bool, string) {
 		if exitErr = d.exited(); exitErr != nil {
 			return true, ""
 		}
@@ -233,12 +238,6 @@ func (d *demo) waitFor(ctx context.Context, timeout time.Duration, cond func(ctx
 		return exitErr
 	}
 	return err
-}
-
-func (d *demo) stopAll() {
-	if err := d.l.stopAll(); err != nil {
-		d.say("%v", err)
-	}
 }
 
 func (d *demo) printLogs() {
@@ -254,8 +253,8 @@ func (d *demo) printLogs() {
 // Step 1.
 func (d *demo) form(ctx context.Context) error {
 	first := d.nodes[0]
-	d.note("The others are given only %s's address (--join %s); gossip then tells", first.Name, first.Gossip)
-	d.note("every node about every other, so no one needs the full list.")
+	d.note("Each node is given only %s's address (--join %s).", first.Name, first.Gossip)
+	d.note("Gossip then tells every node about every other: no one needs a full list.")
 	start := time.Now()
 	names := make([]string, len(d.nodes))
 	for i, n := range d.nodes {
@@ -268,7 +267,7 @@ func (d *demo) form(ctx context.Context) error {
 			return err
 		}
 	}
-	err := d.waitFor(ctx, demoFormTimeout, func(ctx context.Context) (bool, string) {
+	err := d.waitFor(ctx, demoFormTimeout, demoPoll, func(ctx context.Context) (bool, string) {
 		return allAlive(ctx, d.nodes, names)
 	})
 	if err != nil {
@@ -276,6 +275,11 @@ func (d *demo) form(ctx context.Context) error {
 	}
 	took := time.Since(start)
 	d.note("ok: all %d nodes see each other alive, %s after starting.", len(d.nodes), fmtDur(took))
+	if took > 3*time.Second {
+		d.note("That was slow: a node missed the gossip announcing a join and learned of")
+		d.note("the newcomer only at its next periodic full-state exchange with a peer")
+		d.note("(push/pull). Gossip is fast but can miss; that exchange is the backstop.")
+	}
 	d.timing("cluster formed", took)
 
 	ms, err := apiClient(first.API).Members(ctx, "")
@@ -300,14 +304,14 @@ func (d *demo) replicate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.note("%s stores it, acknowledges, and pushes it to its peers at once. Should a push", at.Name)
-	d.note("be lost, anti-entropy repairs it: every second each node compares a digest of")
-	d.note("its store with a random peer's and fetches what differs.")
+	d.note("It stored the value and pushed it to its peers at once. If a push is lost,")
+	d.note("anti-entropy repairs it: every second each node compares a digest of its")
+	d.note("store with a random peer's and fetches what differs.")
 	last, err := d.awaitVersion(ctx, d.nodes, "greeting", wr.Version)
 	if err != nil {
 		return err
 	}
-	d.note("ok: all %d nodes had it within %s of the write (the last: %s).", len(d.nodes), fmtDur(last.d), last.node)
+	d.note("ok: all %d nodes had it %s after the write (the last: %s).", len(d.nodes), fmtDur(last.d), last.node)
 	d.timing("write reached all nodes", last.d)
 
 	rows, err := apiClient(d.nodes[1].API).GetAll(ctx, "greeting")
@@ -335,8 +339,8 @@ func (d *demo) replicate(ctx context.Context) error {
 func (d *demo) detect(ctx context.Context) error {
 	via, victim := d.nodes[0], d.nodes[2]
 	survivors := d.others(victim.Name)
-	d.note("`peerctl kill %s` through %s: %s exits at once, as with kill -9, without a", victim.Name, via.Name, victim.Name)
-	d.note("goodbye. Nobody is told; the others have to notice.")
+	d.note("peerctl --addr %s kill %s", via.API, victim.Name)
+	d.note("%s exits at once, as with kill -9: no goodbye. The others must notice.", victim.Name)
 	ch := d.children[victim.Name]
 	if err := apiClient(via.API).Kill(ctx, victim.Name); err != nil {
 		return fmt.Errorf("kill %s through %s: %w", victim.Name, via.Name, err)
@@ -351,17 +355,17 @@ func (d *demo) detect(ctx context.Context) error {
 	}
 	died := time.Now()
 	d.note("%s (pid %d) is gone: %v.", victim.Name, ch.PID(), ch.Err())
-	d.note("Each node probes a random peer every 500ms. When %s does not answer, nor", victim.Name)
-	d.note("through the peers asked to probe it too, the prober marks it suspect and")
-	d.note("gossips that. If %s does not refute it in time it is declared failed; each", victim.Name)
-	d.note("independent suspicion shortens the wait (Lifeguard), and a slow but live node")
-	d.note("can still refute.")
+	d.note("Every 500ms each node probes a random peer. When %s answers neither the", victim.Name)
+	d.note("probe nor the peers asked to probe it too, the prober marks it suspect and")
+	d.note("gossips that. Unless %s refutes the suspicion in time, it is declared", victim.Name)
+	d.note("failed. The wait gives a slow but live node the chance to refute; each")
+	d.note("independent suspicion shortens it (Lifeguard).")
 
 	var mu sync.Mutex
 	suspected := map[string]time.Duration{}
 	failed := map[string]time.Duration{}
 	var order []string
-	err := d.waitFor(ctx, demoDetectTimeout, func(ctx context.Context) (bool, string) {
+	err := d.waitFor(ctx, demoDetectTimeout, demoPoll, func(ctx context.Context) (bool, string) {
 		views, errs := memberViews(ctx, survivors)
 		now := time.Since(died)
 		mu.Lock()
@@ -404,8 +408,9 @@ func (d *demo) detect(ctx context.Context) error {
 		d.note("The first node to suspect %s did so %s after it died.", victim.Name, fmtDur(firstSuspect))
 		d.timing("kill: first suspicion", firstSuspect)
 	}
-	d.note("ok: %s was the first to declare %s failed, after %s; %s the last, after %s.",
-		firstName, victim.Name, fmtDur(failed[firstName]), lastName, fmtDur(failed[lastName]))
+	d.note("ok: %s was the first to declare %s failed, %s after it died;",
+		firstName, victim.Name, fmtDur(failed[firstName]))
+	d.note("%s the last, after %s.", lastName, fmtDur(failed[lastName]))
 	d.timing("kill: first node declares it failed", failed[firstName])
 	d.timing("kill: all survivors declare it failed", failed[lastName])
 	return nil
@@ -425,7 +430,7 @@ func (d *demo) writeWhileDown(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.note("ok: the %d live nodes have it after %s; %s has missed it.", len(d.nodes)-1, fmtDur(last.d), victim.Name)
+	d.note("ok: the %d live nodes have it %s after the write; %s has missed it.", len(d.nodes)-1, fmtDur(last.d), victim.Name)
 	return nil
 }
 
@@ -434,9 +439,9 @@ func (d *demo) rejoin(ctx context.Context) error {
 	victim := d.nodes[2]
 	survivors := d.others(victim.Name)
 	d.note("peerctl agent --data-dir %s", victim.DataDir)
-	d.note("Its name, ports and join address come from agent.json in that directory, its")
-	d.note("data from its store there. It rejoins the members listed in its serf snapshot;")
-	d.note("when the others see it join they run anti-entropy with it at once.")
+	d.note("Name, ports and join address come from agent.json in that directory, the")
+	d.note("data from its store there. It rejoins the members in its membership")
+	d.note("snapshot; seeing it join, the others run anti-entropy with it at once.")
 	start := time.Now()
 	if err := d.start(victim.Name, []string{"agent", "--data-dir", victim.DataDir}); err != nil {
 		return err
@@ -447,7 +452,7 @@ func (d *demo) rejoin(ctx context.Context) error {
 		digest                        string
 	)
 	api := apiClient(victim.API)
-	err := d.waitFor(ctx, demoRejoinTimeout, func(ctx context.Context) (bool, string) {
+	err := d.waitFor(ctx, demoRejoinTimeout, demoPoll, func(ctx context.Context) (bool, string) {
 		now := time.Since(start)
 		info, err := api.Info(ctx, "")
 		if err != nil {
@@ -492,8 +497,9 @@ func (d *demo) rejoin(ctx context.Context) error {
 		return err
 	}
 	d.note("%s answered after %s%s.", victim.Name, fmtDur(answered), staleNote(stale))
-	d.note("ok: all see it alive after %s; it returns %q after %s;", fmtDur(alive), d.lastWrite.value, fmtDur(latest))
-	d.note("ok: its digest equals every other node's (%s) after %s: the stores are identical.", shortDigest(digest), fmtDur(same))
+	d.note("ok: all see it alive after %s; it returns the value it missed after %s.", fmtDur(alive), fmtDur(latest))
+	d.note("ok: its store digest equals every other node's (%s) after %s:", shortDigest(digest), fmtDur(same))
+	d.note("the stores are identical.")
 	d.timing("restart: alive to all", alive)
 	d.timing("restart: caught up (value and digest)", same)
 	return nil
@@ -518,7 +524,8 @@ func (d *demo) put(ctx context.Context, n localNode, key, value string) (demoWri
 	if err != nil {
 		return demoWrite{}, fmt.Errorf("put %s at %s: %w", key, n.Name, err)
 	}
-	d.note("peerctl --addr %s put %s %q   (at %s; version %s)", n.API, key, value, n.Name, wr.Version)
+	d.note("peerctl --addr %s put %s %q", n.API, key, value)
+	d.note("%s acknowledged it as version %s.", n.Name, wr.Version)
 	return demoWrite{WriteResult: wr, value: value}, nil
 }
 
@@ -533,7 +540,7 @@ type arrival struct {
 func (d *demo) awaitVersion(ctx context.Context, nodes []localNode, key, version string) (last arrival, err error) {
 	start := time.Now()
 	got := map[string]time.Duration{}
-	err = d.waitFor(ctx, demoReplicateTimeout, func(ctx context.Context) (bool, string) {
+	err = d.waitFor(ctx, demoReplicateTimeout, demoPollWrite, func(ctx context.Context) (bool, string) {
 		why := ""
 		var pending []localNode
 		for _, n := range nodes {
@@ -577,7 +584,7 @@ func (d *demo) awaitVersion(ctx context.Context, nodes []localNode, key, version
 
 func (d *demo) summary() {
 	d.say("")
-	d.say("Timings (polled every %s, so each is accurate to about that):", fmtDur(demoPoll))
+	d.say("Timings, measured by polling every %s (%s for writes):", fmtDur(demoPoll), fmtDur(demoPollWrite))
 	tw := newTable(d.w)
 	for _, t := range d.timings {
 		fmt.Fprintf(tw, "   %s\t%s\n", t[0], t[1])

@@ -236,22 +236,36 @@ func (l *launcher) stop(c *child) error {
 	return fmt.Errorf("%s (pid %d) did not stop within %s of SIGTERM; killed it", c.Name, c.PID(), l.grace)
 }
 
-// stopAll stops every child still running, all at once, and returns when
-// all have been reaped.
+// stopAll stops every child still running and returns when all have been
+// reaped. It stops all but the first at once, then the first: an agent
+// that leaves waits until its leave has been gossiped to a member that is
+// still alive, so stopping every agent at the same moment can keep the
+// last ones waiting on peers that are already gone.
 func (l *launcher) stopAll() error {
 	l.mu.Lock()
-	cs := append([]*child(nil), l.children...)
+	var cs []*child
+	for _, c := range l.children {
+		select {
+		case <-c.done:
+		default:
+			cs = append(cs, c)
+		}
+	}
 	l.mu.Unlock()
+	if len(cs) == 0 {
+		return nil
+	}
 	errs := make([]error, len(cs))
 	var wg sync.WaitGroup
-	for i, c := range cs {
+	for i, c := range cs[1:] {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = l.stop(c)
+			errs[i+1] = l.stop(c)
 		}()
 	}
 	wg.Wait()
+	errs[0] = l.stop(cs[0])
 	return errors.Join(errs...)
 }
 
