@@ -189,3 +189,9 @@ func (c *Client) Check(ctx context.Context) (*CheckResult, error) {
 	var out CheckResult
 	return &out, c.do(ctx, "GET", c.url("/v1/check", "", nil), nil, &out)
 }
+
+// LocalFaults returns the rules active on the node.
+func (c *Client) LocalFaults(ctx context.Context, node string) ([]Rule, error) {
+	var out []Rule
+	return out, c.do(ctx, "GET", c.url("/v1/faults", node, nil), nil, &out)
+}
