@@ -87,6 +87,14 @@ func commands(create createFunc) []*cli.Command {
 		delCommand(),
 		keysCommand(),
 
+		pauseCommand(),
+		partitionCommand(),
+		isolateCommand(),
+		delayCommand(),
+		lossCommand(),
+		healCommand(),
+		faultsCommand(),
+
 		keygenCommand(),
 		versionCommand(),
 		completionCommand(),
@@ -100,6 +108,7 @@ const (
 	catDaemon  = "daemon"
 	catCluster = "cluster"
 	catData    = "data"
+	catFaults  = "faults"
 	catTools   = "tools"
 )
 

@@ -27,6 +27,8 @@ type nodeInfo struct {
 	Members     map[string]int  `json:"members"` // count by status
 	Store       storeInfo       `json:"store"`
 	Replication replicationInfo `json:"replication"`
+	Faults      []faultRule     `json:"faults"`                 // injected fault rules the node applies
+	FaultsError string          `json:"faults_error,omitempty"` // why Faults could not be read
 }
 
 type storeInfo struct {
@@ -91,7 +93,9 @@ Examples:
 		Description: `Summarises the daemon at --addr, or member --node: its name and addresses,
 version, timing profile, uptime, how many members it sees in each state,
 how many keys and tombstones it holds and their size on disk, its store
-digest (equal on nodes that hold the same data) and replication counters.`,
+digest (equal on nodes that hold the same data), replication counters, and
+the injected fault rules it applies (peerctl faults lists them for every
+node).`,
 		Flags:  []cli.Flag{nodeFlag("describe"), jsonFlag()},
 		Action: runInfo,
 	}
@@ -106,6 +110,15 @@ func runInfo(c *cli.Context) error {
 		return fmt.Errorf("info: %w", err)
 	}
 	info := toNodeInfo(in)
+	info.Faults = []faultRule{}
+	// Best effort: the rest of the description stands without the faults.
+	rules, err := client(c).LocalFaults(c.Context, c.String("node"))
+	if err != nil {
+		info.Faults, info.FaultsError = nil, err.Error()
+	}
+	for _, r := range rules {
+		info.Faults = append(info.Faults, toFaultRule(r))
+	}
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, info)
 	}
@@ -142,6 +155,13 @@ func runInfo(c *cli.Context) error {
 	} {
 		fmt.Fprintf(tw, "%s:\t%s\n", l[0], l[1])
 	}
+	for i, l := range faultLines(info) {
+		label := ""
+		if i == 0 {
+			label = "faults:"
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", label, l)
+	}
 	return tw.Flush()
 }
 
@@ -166,4 +186,24 @@ func memberCounts(counts map[string]int) string {
 		return "none"
 	}
 	return strings.Join(parts, ", ")
+}
+
+// faultLines describes the node's fault rules for info, one line each.
+func faultLines(info nodeInfo) []string {
+	switch {
+	case info.FaultsError != "":
+		return []string{"unknown (" + info.FaultsError + ")"}
+	case len(info.Faults) == 0:
+		return []string{"none"}
+	}
+	now := time.Now()
+	var out []string
+	for _, r := range info.Faults {
+		until := "until healed"
+		if r.Until != nil {
+			until = "until " + clock(*r.Until, now)
+		}
+		out = append(out, fmt.Sprintf("%s %s, %s (%s)", r.ID, r.Effect, until, r.Reason))
+	}
+	return out
 }

@@ -22,6 +22,7 @@ type member struct {
 	API    string            `json:"api"`
 	Status string            `json:"status"` // lower case, one of memberStatuses
 	Tags   map[string]string `json:"tags"`
+	Fault  string            `json:"fault,omitempty"` // injected faults on the node's traffic toward the member
 }
 
 func membersCommand() *cli.Command {
@@ -38,7 +39,11 @@ Examples:
 		Description: `Prints one row per member the node knows: NAME, gossip ADDR, HTTP API
 address, STATUS (alive, suspect, leaving, left or failed) and other serf
 TAGS as k=v. By default the node is the daemon at --addr; with --node, the
-list is the one that member sees, which differs during a partition.`,
+list is the one that member sees, which differs during a partition.
+
+While faults are injected (peerctl partition, pause, delay...), a FAULT
+column says what the node does to its traffic toward each member: "cut",
+"paused", "delay 100ms", "loss 20%"; --json has it as "fault".`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "status", Usage: "show only members with `STATUS`: " + strings.Join(memberStatuses, ", ")},
 			nodeFlag("ask"),
@@ -73,9 +78,22 @@ func runMembers(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(w, out)
 	}
+	faulted := slices.ContainsFunc(out, func(m member) bool { return m.Fault != "" })
 	tw := newTable(w)
-	fmt.Fprintln(tw, "NAME\tADDR\tAPI\tSTATUS\tTAGS")
+	if faulted {
+		fmt.Fprintln(tw, "NAME\tADDR\tAPI\tSTATUS\tFAULT\tTAGS")
+	} else {
+		fmt.Fprintln(tw, "NAME\tADDR\tAPI\tSTATUS\tTAGS")
+	}
 	for _, m := range out {
+		if faulted {
+			fault := m.Fault
+			if fault == "" {
+				fault = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Addr, m.API, m.Status, fault, tagList(m.Tags))
+			continue
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Addr, m.API, m.Status, tagList(m.Tags))
 	}
 	return tw.Flush()
@@ -88,7 +106,7 @@ func toMember(m daemon.Member) member {
 			tags[k] = v
 		}
 	}
-	return member{Name: m.Name, Addr: m.Addr, API: m.API, Status: strings.ToLower(m.Status), Tags: tags}
+	return member{Name: m.Name, Addr: m.Addr, API: m.API, Status: strings.ToLower(m.Status), Tags: tags, Fault: m.Fault}
 }
 
 // tagList formats tags as k=v,k=v sorted by key.

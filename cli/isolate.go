@@ -1,0 +1,52 @@
+package cli
+
+import (
+	"github.com/urfave/cli/v2"
+
+	"github.com/peerctl/peerctl/daemon"
+)
+
+func isolateCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "isolate",
+		Category:  catFaults,
+		Usage:     "cut nodes off from every other node, as pulling their network cable would",
+		ArgsUsage: "NODE [NODE...]",
+		UsageText: `peerctl isolate NODE [NODE...] [--for DURATION] [--seed N] [--json]
+
+Examples:
+  peerctl isolate n3
+  peerctl isolate n3 --for 20s`,
+		Description: `Cuts each NODE off from the network, as an unplugged cable, a dead NIC or
+a host firewall gone wrong would: NODE drops everything it would send to
+any other node, and every other node drops what it would send to NODE.
+Several NODEs are each cut off alone, from each other too; to cut a group
+off together, use ` + "`peerctl partition`" + `.
+
+Unlike pause, an isolated node keeps running: it declares all the others
+failed while they declare it failed (a partition of one against the rest),
+and it still serves its API, so writes made at it (peerctl put --node NODE)
+stay there until the heal. After ` + "`peerctl heal NODE`" + ` they rejoin at once and
+anti-entropy exchanges what each side missed.
+
+Prints one line per node: the rule installed and the fault ID; the exit
+status is non-zero if a node could not be reached.`,
+		Flags:        faultFlags(),
+		Action:       faultAction(runIsolate),
+		BashComplete: completeMembers,
+	}
+}
+
+func runIsolate(c *cli.Context, args []string) error {
+	req, err := faultRequest(c, daemon.ReqIsolate)
+	if err != nil {
+		return err
+	}
+	if len(args) == 0 {
+		return missingNodes(c)
+	}
+	if req.Nodes, err = nodeList(args); err != nil {
+		return err
+	}
+	return injectFault(c, req)
+}

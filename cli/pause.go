@@ -1,0 +1,55 @@
+package cli
+
+import (
+	"github.com/urfave/cli/v2"
+
+	"github.com/peerctl/peerctl/daemon"
+)
+
+func pauseCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "pause",
+		Category:  catFaults,
+		Usage:     "freeze nodes as a long GC pause or SIGSTOP would: they send and answer nothing",
+		ArgsUsage: "NODE [NODE...]",
+		UsageText: `peerctl pause NODE [NODE...] [--for DURATION] [--seed N] [--json]
+
+Examples:
+  peerctl pause n2
+  peerctl pause n2 --for 10s
+  peerctl pause n2,n3 --for 1m`,
+		Description: `Freezes each NODE as a stop-the-world garbage collection, a VM being
+migrated or a SIGSTOP would: its process keeps its memory and its data, but
+it sends nothing and drops everything it receives, so to the others it is
+silent. Without --for it stays paused until ` + "`peerctl heal NODE`" + `.
+
+What to watch (peerctl members, from another node): after a few missed
+probes the others suspect the node, and if it stays silent past the
+suspicion timeout they declare it failed; writes go on without it. When it
+resumes, it hears that it was suspected or declared dead and refutes it
+(memberlist's Lifeguard: it raises its incarnation number and announces
+itself alive), so it comes back without a restart, and anti-entropy brings
+it the writes it missed. A pause shorter than the suspicion timeout ends
+in a refuted suspicion, not a failure.
+
+Prints one line per node: the fault installed and its ID; the exit status
+is non-zero if a node could not be reached.`,
+		Flags:        faultFlags(),
+		Action:       faultAction(runPause),
+		BashComplete: completeMembers,
+	}
+}
+
+func runPause(c *cli.Context, args []string) error {
+	req, err := faultRequest(c, daemon.ReqPause)
+	if err != nil {
+		return err
+	}
+	if len(args) == 0 {
+		return missingNodes(c)
+	}
+	if req.Nodes, err = nodeList(args); err != nil {
+		return err
+	}
+	return injectFault(c, req)
+}
