@@ -86,6 +86,7 @@ func commands(create createFunc) []*cli.Command {
 		getCommand(),
 		delCommand(),
 		keysCommand(),
+		checkCommand(),
 
 		pauseCommand(),
 		partitionCommand(),

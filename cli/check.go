@@ -1,0 +1,287 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/peerctl/peerctl/daemon"
+)
+
+// checkPoll is how often `check --wait` asks again.
+const checkPoll = 200 * time.Millisecond
+
+// checkResult is what `check --json` prints.
+type checkResult struct {
+	Converged bool              `json:"converged"`
+	Nodes     []string          `json:"nodes"`             // nodes compared
+	Keys      map[string]int    `json:"keys"`              // node -> live keys
+	Divergent int               `json:"divergent"`         // keys not identical everywhere
+	Sample    []divergence      `json:"sample"`            // some of them
+	Errors    map[string]string `json:"errors,omitempty"`  // nodes that could not be asked
+	Skipped   map[string]string `json:"skipped,omitempty"` // members not compared -> their status
+	Waited    string            `json:"waited,omitempty"`  // with --wait: how long until this result
+}
+
+// divergence is one key nodes hold differently: node -> version, "" if
+// the node lacks it.
+type divergence struct {
+	Key      string            `json:"key"`
+	Versions map[string]string `json:"versions"`
+}
+
+func toCheckResult(r *daemon.CheckResult) checkResult {
+	out := checkResult{Converged: r.Converged, Nodes: []string{}, Keys: map[string]int{},
+		Divergent: r.Divergent, Sample: []divergence{}}
+	out.Nodes = append(out.Nodes, r.Nodes...)
+	sort.Strings(out.Nodes)
+	for n, k := range r.Keys {
+		out.Keys[n] = k
+	}
+	for _, d := range r.Sample {
+		v := map[string]string{}
+		for n, ver := range d.Versions {
+			v[n] = ver
+		}
+		out.Sample = append(out.Sample, divergence{Key: d.Key, Versions: v})
+	}
+	if len(r.Errors) > 0 {
+		out.Errors = map[string]string{}
+		for n, e := range r.Errors {
+			out.Errors[n] = e
+		}
+	}
+	return out
+}
+
+func checkCommand() *cli.Command {
+	return &cli.Command{
+		Name:     "check",
+		Category: catData,
+		Usage:    "check whether every alive node holds the same data",
+		UsageText: `peerctl check [--wait DURATION] [--json]
+
+Examples:
+  peerctl check
+  peerctl heal --all && peerctl check --wait 10s`,
+		Description: `Asks the daemon at --addr to compare the data of every alive member. The
+comparison is cheap: each node's digest (a hash per key range) is fetched,
+and only for ranges that differ are keys compared, version by version.
+
+Prints "converged: N nodes hold identical data (K keys)", or "diverged: D
+keys differ across nodes" and a sample of those keys with the version each
+node holds ("-": the node lacks the key; "deleted@...": it holds a
+tombstone). Eventual consistency promises convergence once the nodes can
+talk and writes stop, not at every moment: during a fault, or right after
+writes, diverged is expected.
+
+With --wait, asks again every 200ms until the nodes converge or DURATION
+runs out, and says how long convergence took: after a heal, that is how
+long gossip and anti-entropy needed to repair the divergence.
+
+The exit status is 0 if converged, 1 if not. A node that could not be asked
+is listed and counts as not converged, and so does a member that was not
+compared because the daemon at --addr sees it failed (partitioned, paused
+or down): it may hold anything. Members that left do not count.`,
+		Flags: []cli.Flag{
+			&cli.DurationFlag{Name: "wait", Usage: "ask again until converged, for up to `DURATION`, e.g. 10s"},
+			jsonFlag(),
+		},
+		Action: runCheck,
+	}
+}
+
+func runCheck(c *cli.Context) error {
+	if err := wantArgs(c, 0, 0); err != nil {
+		return err
+	}
+	wait := c.Duration("wait")
+	if wait < 0 {
+		return fmt.Errorf("--wait %v: want a positive duration", wait)
+	}
+	cl := client(c)
+	start := time.Now()
+	var out checkResult
+	var err error
+	for {
+		out, err = checkOnce(c.Context, cl)
+		if (err == nil && out.Converged) || !c.IsSet("wait") {
+			break
+		}
+		left := wait - time.Since(start)
+		if left <= 0 {
+			break
+		}
+		t := time.NewTimer(min(left, checkPoll))
+		select {
+		case <-c.Context.Done():
+			t.Stop()
+			return fmt.Errorf("check: %w", c.Context.Err())
+		case <-t.C:
+		}
+	}
+	took := time.Since(start)
+	if err != nil {
+		if c.IsSet("wait") {
+			return fmt.Errorf("check: %w (still failing after %s)", err, humanDuration(took))
+		}
+		return fmt.Errorf("check: %w", err)
+	}
+	if c.IsSet("wait") {
+		out.Waited = humanDuration(took)
+	}
+	w := c.App.Writer
+	if c.Bool("json") {
+		if err := printJSON(w, out); err != nil {
+			return err
+		}
+	} else if err := printCheck(c, out); err != nil {
+		return err
+	}
+	if !out.Converged {
+		return cli.Exit("", 1) // the output says why
+	}
+	return nil
+}
+
+// checkOnce asks the daemon to compare the alive nodes' data, then for the
+// members: one that is neither compared nor gone (left or leaving) is
+// listed in Skipped and makes the result not converged, since the daemon
+// compares only the members it sees alive. Without this, a check during a
+// partition, or just after a heal, would report the reachable side alone.
+func checkOnce(ctx context.Context, cl *daemon.Client) (checkResult, error) {
+	res, err := cl.Check(ctx)
+	if err != nil {
+		return checkResult{}, err
+	}
+	ms, err := cl.Members(ctx, "")
+	if err != nil {
+		return checkResult{}, fmt.Errorf("list members: %w", err)
+	}
+	out := toCheckResult(res)
+	for _, m := range ms {
+		status := strings.ToLower(m.Status)
+		if status == "left" || status == "leaving" || slices.Contains(out.Nodes, m.Name) {
+			continue
+		}
+		if _, asked := out.Errors[m.Name]; asked {
+			continue
+		}
+		if out.Skipped == nil {
+			out.Skipped = map[string]string{}
+		}
+		out.Skipped[m.Name] = status
+		out.Converged = false
+	}
+	return out, nil
+}
+
+// printCheck prints a check result as text.
+func printCheck(c *cli.Context, r checkResult) error {
+	w := c.App.Writer
+	waited := ""
+	if r.Waited != "" {
+		waited = " after " + r.Waited
+	}
+	if r.Converged {
+		switch len(r.Nodes) {
+		case 0:
+			_, err := fmt.Fprintf(w, "converged%s: no alive nodes to compare\n", waited)
+			return err
+		case 1:
+			_, err := fmt.Fprintf(w, "converged%s: only 1 node to compare (%s)\n", waited, keyCount(r.Keys))
+			return err
+		}
+		_, err := fmt.Fprintf(w, "converged%s: %d nodes hold identical data (%s)\n", waited, len(r.Nodes), keyCount(r.Keys))
+		return err
+	}
+	switch {
+	case r.Divergent == 1:
+		fmt.Fprintln(w, "diverged: 1 key differs across nodes")
+	case r.Divergent > 1:
+		fmt.Fprintf(w, "diverged: %d keys differ across nodes\n", r.Divergent)
+	case len(r.Errors)+len(r.Skipped) > 0:
+		were := fmt.Sprintf("%d nodes were", len(r.Errors)+len(r.Skipped))
+		if len(r.Errors)+len(r.Skipped) == 1 {
+			were = "1 node was"
+		}
+		fmt.Fprintf(w, "not converged: %s not compared (the %d compared hold identical data)\n", were, len(r.Nodes))
+	default: // the digests differed, the keys no longer did
+		fmt.Fprintln(w, "diverged: the nodes' digests differ while writes are in flight; ask again")
+	}
+	if len(r.Sample) > 0 {
+		tw := newTable(w)
+		fmt.Fprintf(tw, "KEY\t%s\n", strings.Join(r.Nodes, "\t"))
+		for _, d := range r.Sample {
+			row := []string{d.Key}
+			for _, n := range r.Nodes {
+				v := d.Versions[n]
+				if v == "" {
+					v = "-"
+				}
+				row = append(row, v)
+			}
+			fmt.Fprintln(tw, strings.Join(row, "\t"))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if len(r.Sample) < r.Divergent {
+			fmt.Fprintf(w, "(showing %d of %d keys)\n", len(r.Sample), r.Divergent)
+		}
+	}
+	var failed []string
+	for n := range r.Errors {
+		failed = append(failed, n)
+	}
+	sort.Strings(failed)
+	for _, n := range failed {
+		fmt.Fprintf(w, "%s: could not be asked: %s\n", n, r.Errors[n])
+	}
+	var skipped []string
+	for n := range r.Skipped {
+		skipped = append(skipped, n)
+	}
+	sort.Strings(skipped)
+	for _, n := range skipped {
+		fmt.Fprintf(w, "%s: not compared: it is %s\n", n, r.Skipped[n])
+	}
+	if r.Waited != "" {
+		fmt.Fprintf(w, "still not converged after %s\n", r.Waited)
+	}
+	return nil
+}
+
+// keyCount formats the nodes' key counts: "12 keys", or "11-12 keys" if
+// they differ (the counts are read a moment apart from the digests).
+func keyCount(keys map[string]int) string {
+	var ks []int
+	for _, k := range keys {
+		ks = append(ks, k)
+	}
+	if len(ks) == 0 {
+		return "no keys"
+	}
+	lo, hi := slices.Min(ks), slices.Max(ks)
+	if lo == hi {
+		return fmt.Sprintf("%d %s", lo, plural(lo, "key"))
+	}
+	return fmt.Sprintf("%d-%d keys", lo, hi)
+}
+
+// humanDuration formats d for people: "<1ms", milliseconds below a
+// second, tenths of a second above.
+func humanDuration(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return "<1ms"
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(100 * time.Millisecond).String()
+}
