@@ -96,11 +96,11 @@ func commands(create createFunc) []*cli.Command {
 		healCommand(),
 		faultsCommand(),
 
+		upCommand(),
+		demoCommand(),
 		keygenCommand(),
 		versionCommand(),
 		completionCommand(),
-
-		// More commands (up, demo) go here.
 	}
 }
 
