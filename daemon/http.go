@@ -124,10 +124,12 @@ func (s *httpServer) forward(w http.ResponseWriter, r *http.Request, node string
 		writeError(w, http.StatusBadGateway, fmt.Errorf("node %q advertises no API address", node))
 		return
 	}
-	if target.Status != "alive" && target.Status != "suspect" {
-		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("node %q is %s", node, target.Status))
+	if target.Status == "left" {
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("node %q has left the cluster", node))
 		return
 	}
+	// A failed member may only be cut off from gossip (partition, pause):
+	// its API can still answer, so try it.
 	u := &url.URL{Scheme: "http", Host: target.API}
 	p := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -137,7 +139,7 @@ func (s *httpServer) forward(w http.ResponseWriter, r *http.Request, node string
 			pr.Out.URL.RawQuery = q.Encode()
 		},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-			writeError(w, http.StatusBadGateway, fmt.Errorf("node %q at %s did not answer: %v", node, target.API, err))
+			writeError(w, http.StatusBadGateway, fmt.Errorf("node %q (%s) at %s did not answer: %v", node, target.Status, target.API, err))
 		},
 	}
 	p.ServeHTTP(w, r)
