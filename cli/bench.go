@@ -1,0 +1,453 @@
+package cli
+
+// `peerctl bench WORKLOAD` measures a real cluster: it starts agents of the
+// peerctl binary on loopback through the local-cluster launcher (local.go),
+// runs a workload against them, and prints every figure with its method
+// (N, rate, duration, repetitions) as the median of the repetitions and
+// their min–max spread. Each repetition runs on a fresh cluster in a fresh
+// temporary directory. Every daemon it starts is killed by PID when the
+// repetition ends, also on error or Ctrl-C; the kernel kills them if
+// peerctl itself dies (local_linux.go).
+//
+// The workloads live in bench_*.go: propagation, detection, catchup,
+// throughput, memory. Shared here: flags, the repetition loop, the result
+// type and its table and JSON output.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/peerctl/peerctl/daemon"
+)
+
+func benchCommand() *cli.Command {
+	return &cli.Command{
+		Name:     "bench",
+		Category: catTools,
+		Usage:    "measure a local cluster: propagation, failure detection, catch-up, throughput, memory",
+		UsageText: `peerctl bench WORKLOAD [options]
+
+Examples:
+   peerctl bench propagation --nodes 25 --rate 100 --duration 20s
+   peerctl bench propagation --preset glomers --csv lat.csv --out prop.json
+   peerctl bench detection --nodes 25
+   peerctl bench detection --nodes 25 --soak 10m
+   peerctl bench catchup --keys 10000
+   peerctl bench throughput --clients 1,16,64
+   peerctl bench memory --keys 100000 --max-nodes 25,50,100`,
+		Description: `Starts real daemons of the peerctl binary on free loopback ports, runs a
+workload, shows progress on stderr and prints a results table: each figure
+is the median over --reps repetitions (each on a fresh cluster) with the
+min–max spread, next to the public targets it is measured against.
+--out FILE writes the full results as JSON (--json prints them on stdout
+instead of the table, which then goes to stderr). Every daemon started is
+stopped (killed by PID) when the run ends, also on failure or Ctrl-C.
+
+See BENCHMARKS.md for the method, the targets and the results on a 2-core
+machine.`,
+		Subcommands: []*cli.Command{
+			benchPropagationCommand(),
+			benchDetectionCommand(),
+			benchCatchupCommand(),
+			benchThroughputCommand(),
+			benchMemoryCommand(),
+		},
+	}
+}
+
+// benchFlags are the flags every workload takes, then its own.
+func benchFlags(defNodes int, own ...cli.Flag) []cli.Flag {
+	return append([]cli.Flag{
+		&cli.IntFlag{Name: "nodes", Aliases: []string{"n"}, Value: defNodes, Usage: "cluster size `N`"},
+		&cli.IntFlag{Name: "reps", Value: 3, Usage: "repetitions `R`, each on a fresh cluster; figures are their median and range"},
+		&cli.StringFlag{Name: "profile", Value: "local", Usage: "the agents' gossip timing `PROFILE`: local, lan or wan"},
+		&cli.StringSliceFlag{Name: "agent-arg", Usage: "extra agent flag `ARG` for every daemon, e.g. --agent-arg=--push-window=5ms; repeat for more"},
+		&cli.StringFlag{Name: "out", Usage: "write the results as JSON to `FILE`"},
+		&cli.BoolFlag{Name: "json", Usage: "print the results as JSON on stdout (the table goes to stderr)"},
+		&cli.StringFlag{Name: "dir", Usage: "parent `DIR` of the clusters' data dirs and logs (default: a temporary directory)"},
+		&cli.BoolFlag{Name: "keep", Usage: "keep the data dirs and logs (otherwise removed unless a repetition failed)"},
+		&cli.StringFlag{Name: "peerctl", Usage: "peerctl binary `PATH` to run the agents (default: this one)"},
+	}, own...)
+}
+
+// benchOpts are the common options of a run.
+type benchOpts struct {
+	exe       string
+	nodes     int
+	reps      int
+	profile   string
+	agentArgs []string
+	dir       string
+	keep      bool
+	out       io.Writer // the table
+	progress  io.Writer // progress lines (stderr)
+}
+
+func benchOptions(c *cli.Context) (*benchOpts, error) {
+	if err := wantArgs(c, 0, 0); err != nil {
+		return nil, err
+	}
+	o := &benchOpts{
+		nodes: c.Int("nodes"), reps: c.Int("reps"), profile: c.String("profile"),
+		agentArgs: c.StringSlice("agent-arg"), dir: c.String("dir"), keep: c.Bool("keep"),
+		out: c.App.Writer, progress: c.App.ErrWriter,
+	}
+	if o.progress == nil {
+		o.progress = os.Stderr
+	}
+	if c.Bool("json") {
+		o.out = o.progress
+	}
+	if o.reps < 1 {
+		return nil, fmt.Errorf("--reps %d: want at least 1", o.reps)
+	}
+	if !slices.Contains(daemon.Profiles, o.profile) {
+		return nil, fmt.Errorf("--profile %q: want one of %s", o.profile, strings.Join(daemon.Profiles, ", "))
+	}
+	o.exe = c.String("peerctl")
+	if o.exe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find the peerctl binary to start agents with (set --peerctl): %w", err)
+		}
+		o.exe = exe
+	}
+	return o, nil
+}
+
+// say prints a progress line on stderr.
+func (o *benchOpts) say(format string, args ...any) {
+	fmt.Fprintf(o.progress, "bench | "+format+"\n", args...)
+}
+
+// metricDef describes one figure a workload reports.
+type metricDef struct {
+	Key   string `json:"key"`
+	Label string `json:"label"`
+	Unit  string `json:"unit"` // ms, s, msgs, B, MB, /s, count, bool
+}
+
+// benchTarget is a public target or goal for a figure, checked against the
+// median.
+type benchTarget struct {
+	Metric string  `json:"metric"`
+	Name   string  `json:"name"` // "3d", "goal", ...
+	Op     string  `json:"op"`   // <, <=, >=, ==
+	Value  float64 `json:"value"`
+	Note   string  `json:"note,omitempty"` // e.g. "defined for N=25"
+}
+
+func (t benchTarget) holds(v float64) bool {
+	switch t.Op {
+	case "<":
+		return v < t.Value
+	case "<=":
+		return v <= t.Value
+	case ">=":
+		return v >= t.Value
+	case "==":
+		return v == t.Value
+	}
+	return false
+}
+
+// benchRep is one repetition's figures.
+type benchRep struct {
+	Metrics map[string]float64 `json:"metrics"`
+	Detail  any                `json:"detail,omitempty"`
+	Notes   []string           `json:"notes,omitempty"`
+}
+
+// benchSummary is one figure over all repetitions.
+type benchSummary struct {
+	metricDef
+	Runs    int               `json:"runs"` // repetitions that produced it
+	Median  float64           `json:"median"`
+	Min     float64           `json:"min"`
+	Max     float64           `json:"max"`
+	Targets []benchTargetEval `json:"targets,omitempty"`
+}
+
+type benchTargetEval struct {
+	benchTarget
+	Met bool `json:"met"`
+}
+
+// benchMachine describes where the figures were measured.
+type benchMachine struct {
+	NumCPU    int    `json:"nproc"`
+	CPU       string `json:"cpu,omitempty"`
+	MemTotal  string `json:"mem_total,omitempty"`
+	Kernel    string `json:"kernel,omitempty"`
+	GoVersion string `json:"go"`
+	OS        string `json:"os"`
+	Peerctl   string `json:"peerctl"`
+	Revision  string `json:"revision,omitempty"`
+}
+
+// benchResult is the output of one `peerctl bench` run.
+type benchResult struct {
+	Workload string         `json:"workload"`
+	Method   string         `json:"method"` // one line: the workload and its parameters
+	Params   map[string]any `json:"params"`
+	Machine  benchMachine   `json:"machine"`
+	Started  time.Time      `json:"started"`
+	Took     string         `json:"took"`
+	Summary  []benchSummary `json:"summary"`
+	Reps     []benchRep     `json:"reps"`
+	Notes    []string       `json:"notes,omitempty"`
+}
+
+// benchRepFunc runs repetition rep (from 0) and returns its figures.
+type benchRepFunc func(ctx context.Context, rep int) (*benchRep, error)
+
+// runReps runs fn reps times and summarises the figures in defs. It stops
+// at the first error or when ctx ends.
+func runReps(ctx context.Context, o *benchOpts, res *benchResult, defs []metricDef, targets []benchTarget, fn benchRepFunc) error {
+	res.Started = time.Now()
+	res.Machine = machineInfo()
+	o.say("%s", res.Method)
+	for rep := range o.reps {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		o.say("repetition %d/%d", rep+1, o.reps)
+		r, err := fn(ctx, rep)
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted in repetition %d: %w", rep+1, ctx.Err())
+		}
+		if err != nil {
+			return fmt.Errorf("repetition %d: %w", rep+1, err)
+		}
+		res.Reps = append(res.Reps, *r)
+	}
+	res.Took = time.Since(res.Started).Round(time.Millisecond).String()
+	res.Summary = summarize(defs, targets, res.Reps)
+	return nil
+}
+
+// summarize computes each figure's median and range over the repetitions
+// and checks the targets against the median.
+func summarize(defs []metricDef, targets []benchTarget, reps []benchRep) []benchSummary {
+	var out []benchSummary
+	for _, d := range defs {
+		var vs []float64
+		for _, r := range reps {
+			if v, ok := r.Metrics[d.Key]; ok && !math.IsNaN(v) {
+				vs = append(vs, v)
+			}
+		}
+		s := benchSummary{metricDef: d, Runs: len(vs)}
+		if len(vs) > 0 {
+			sort.Float64s(vs)
+			s.Median, s.Min, s.Max = median(vs), vs[0], vs[len(vs)-1]
+			for _, t := range targets {
+				if t.Metric == d.Key {
+					s.Targets = append(s.Targets, benchTargetEval{benchTarget: t, Met: t.holds(s.Median)})
+				}
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// median of sorted values.
+func median(sorted []float64) float64 {
+	n := len(sorted)
+	if n == 0 {
+		return math.NaN()
+	}
+	if n%2 == 1 {
+		return sorted[n/2]
+	}
+	return (sorted[n/2-1] + sorted[n/2]) / 2
+}
+
+// percentile of sorted values by the nearest-rank method: the smallest
+// value with at least p% of the values at or below it.
+func percentile(sorted []float64, p float64) float64 {
+	n := len(sorted)
+	if n == 0 {
+		return math.NaN()
+	}
+	rank := int(math.Ceil(p / 100 * float64(n)))
+	return sorted[min(max(rank, 1), n)-1]
+}
+
+// writeBench prints the table and writes the JSON where asked.
+func writeBench(c *cli.Context, o *benchOpts, res *benchResult) error {
+	printBenchTable(o.out, res)
+	if c.Bool("json") {
+		if err := printJSON(c.App.Writer, res); err != nil {
+			return err
+		}
+	}
+	if path := c.String("out"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+		if err := printJSON(f, res); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+		o.say("results written to %s", path)
+	}
+	return nil
+}
+
+// printBenchTable prints the method line, then one row per figure:
+// median, range over the repetitions, and the targets with ✓ or ✗.
+func printBenchTable(w io.Writer, res *benchResult) {
+	fmt.Fprintf(w, "%s\n", res.Method)
+	n := len(res.Reps)
+	tw := newTable(w)
+	fmt.Fprintf(tw, "FIGURE\tMEDIAN\tRANGE (%d %s)\tTARGETS\n", n, plural(n, "run"))
+	for _, s := range res.Summary {
+		if s.Runs == 0 {
+			fmt.Fprintf(tw, "%s\t-\t-\t\n", s.Label)
+			continue
+		}
+		rng := fmtFigure(s.Min, s.Unit) + " – " + fmtFigure(s.Max, s.Unit)
+		if s.Min == s.Max {
+			rng = "-"
+		}
+		var ts []string
+		for _, t := range s.Targets {
+			mark := "✗"
+			if t.Met {
+				mark = "✓"
+			}
+			txt := fmt.Sprintf("%s %s %s %s", mark, t.Name, t.Op, fmtFigure(t.Value, s.Unit))
+			if t.Note != "" {
+				txt += " (" + t.Note + ")"
+			}
+			ts = append(ts, txt)
+		}
+		runs := ""
+		if s.Runs < n {
+			runs = fmt.Sprintf(" [%d of %d runs]", s.Runs, n)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s%s\t%s\n", s.Label, fmtFigure(s.Median, s.Unit), rng, runs, strings.Join(ts, ", "))
+	}
+	tw.Flush()
+	for _, note := range res.Notes {
+		fmt.Fprintf(w, "note: %s\n", note)
+	}
+	fmt.Fprintf(w, "machine: %d CPUs (%s), %s, %s; took %s\n", res.Machine.NumCPU, res.Machine.CPU, res.Machine.GoVersion, res.Machine.OS, res.Took)
+}
+
+// fmtFigure formats a value in its unit.
+func fmtFigure(v float64, unit string) string {
+	if math.IsNaN(v) {
+		return "-"
+	}
+	if math.IsInf(v, 1) {
+		return "∞"
+	}
+	switch unit {
+	case "ms":
+		switch {
+		case v >= 10000:
+			return strconv.FormatFloat(v/1000, 'f', 1, 64) + " s"
+		case v >= 100:
+			return strconv.FormatFloat(v, 'f', 0, 64) + " ms"
+		default:
+			return strconv.FormatFloat(v, 'f', 1, 64) + " ms"
+		}
+	case "s":
+		return strconv.FormatFloat(v, 'f', 2, 64) + " s"
+	case "MB":
+		return strconv.FormatFloat(v, 'f', 1, 64) + " MB"
+	case "B":
+		switch {
+		case v >= 10<<20:
+			return strconv.FormatFloat(v/(1<<20), 'f', 1, 64) + " MiB"
+		case v >= 10<<10:
+			return strconv.FormatFloat(v/(1<<10), 'f', 1, 64) + " KiB"
+		}
+		return strconv.FormatFloat(v, 'f', 0, 64) + " B"
+	case "/s":
+		return strconv.FormatFloat(v, 'f', 0, 64) + "/s"
+	case "x":
+		return strconv.FormatFloat(v, 'f', 2, 64) + "x"
+	case "msgs":
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	case "bool":
+		if v != 0 {
+			return "yes"
+		}
+		return "no"
+	}
+	if v == math.Trunc(v) {
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64)
+}
+
+// machineInfo reads what describes this machine.
+func machineInfo() benchMachine {
+	m := benchMachine{
+		NumCPU: runtime.NumCPU(), GoVersion: runtime.Version(),
+		OS: runtime.GOOS + "/" + runtime.GOARCH, Peerctl: daemon.Version,
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				m.MemTotal = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				m.Revision = s.Value
+			}
+		}
+	}
+	return m
+}
+
+// errIncomplete marks a figure that could not be measured in time; the
+// repetition still reports the others.
+var errIncomplete = errors.New("incomplete")
+
+// ms converts a duration to float milliseconds.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// boolFigure is 1 for true.
+func boolFigure(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

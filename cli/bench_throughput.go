@@ -1,0 +1,214 @@
+package cli
+
+// bench throughput: C clients in closed loops (each sends its next write
+// when the previous one is acknowledged) for a fixed duration, all at
+// node1 ("one") or client j at node j mod N ("spread"); then the time from
+// the last acknowledgement until every node's digest is the same.
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/urfave/cli/v2"
+)
+
+func benchThroughputCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "throughput",
+		Usage: "acknowledged writes per second, and the time to converge after the load",
+		UsageText: `peerctl bench throughput [--clients 1,16,64] [--duration D] [--nodes N] [options]
+
+Examples:
+   peerctl bench throughput --clients 1,16,64 --duration 10s`,
+		Description: `For each client count, and each mode (one: every client writes at node1;
+spread: client j writes at node j mod N), runs that many clients in closed
+loops for --duration, each writing unique keys of --value-size bytes, and
+reports acknowledged writes per second and the put latency; then polls
+every node's digest every 20 ms until all are equal, and reports the time
+from the end of the load. All phases of a repetition share one cluster.
+The harness runs on the same machine and takes CPU from the daemons.`,
+		Flags: benchFlags(5,
+			&cli.StringFlag{Name: "clients", Value: "1,16,64", Usage: "comma-separated client counts `C,...`"},
+			&cli.StringFlag{Name: "modes", Value: "one,spread", Usage: "`MODES`: one (all clients at node1), spread (over all nodes)"},
+			&cli.DurationFlag{Name: "duration", Value: 5 * time.Second, Usage: "load `D` per phase"},
+			&cli.IntFlag{Name: "value-size", Value: 100, Usage: "value size in `BYTES`"},
+			&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "give up waiting for convergence after `D`"},
+		),
+		Action: runBenchThroughput,
+	}
+}
+
+type throughputParams struct {
+	Nodes     int           `json:"nodes"`
+	Clients   []int         `json:"clients"`
+	Modes     []string      `json:"modes"`
+	Duration  time.Duration `json:"duration_ns"`
+	ValueSize int           `json:"value_size"`
+	Timeout   time.Duration `json:"timeout_ns"`
+	Profile   string        `json:"profile"`
+}
+
+// intList parses "1,16,64".
+func intList(flag, s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("--%s %q: want positive integers separated by commas", flag, s)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--%s is empty", flag)
+	}
+	return out, nil
+}
+
+func runBenchThroughput(c *cli.Context) error {
+	o, err := benchOptions(c)
+	if err != nil {
+		return err
+	}
+	clients, err := intList("clients", c.String("clients"))
+	if err != nil {
+		return err
+	}
+	p := throughputParams{Nodes: o.nodes, Clients: clients, Duration: c.Duration("duration"),
+		ValueSize: c.Int("value-size"), Timeout: c.Duration("timeout"), Profile: o.profile}
+	for _, m := range strings.Split(c.String("modes"), ",") {
+		switch m = strings.TrimSpace(m); m {
+		case "one", "spread":
+			p.Modes = append(p.Modes, m)
+		case "":
+		default:
+			return fmt.Errorf("--modes %q: want one, spread or both", c.String("modes"))
+		}
+	}
+	if len(p.Modes) == 0 || p.Duration <= 0 {
+		return fmt.Errorf("--modes and --duration must be given")
+	}
+	res := &benchResult{Workload: "throughput", Params: map[string]any{"throughput": p},
+		Method: fmt.Sprintf("throughput N=%d clients=%s modes=%s dur=%s/phase value=%dB profile=%s reps=%d (closed loop)",
+			p.Nodes, c.String("clients"), strings.Join(p.Modes, ","), p.Duration, p.ValueSize, p.Profile, o.reps)}
+	var defs []metricDef
+	var targets []benchTarget
+	for _, mode := range p.Modes {
+		where := "at node1"
+		if mode == "spread" {
+			where = "over all nodes"
+		}
+		for _, n := range p.Clients {
+			k := fmt.Sprintf("%s_c%d", mode, n)
+			defs = append(defs,
+				metricDef{k + "_wps", fmt.Sprintf("%s, %d %s: acked writes", where, n, plural(n, "client")), "/s"},
+				metricDef{k + "_p99_ms", fmt.Sprintf("%s, %d %s: put p99", where, n, plural(n, "client")), "ms"},
+				metricDef{k + "_converge_ms", fmt.Sprintf("%s, %d %s: converged after load", where, n, plural(n, "client")), "ms"},
+			)
+			if n == 64 {
+				note := ""
+				if p.Nodes != 5 {
+					note = "defined for N=5"
+				}
+				if mode == "one" {
+					targets = append(targets, benchTarget{k + "_wps", "goal", ">=", 10000, ""})
+				}
+				targets = append(targets, benchTarget{k + "_converge_ms", "goal", "<", 1000, note})
+			}
+		}
+	}
+	return finishBench(c, o, res, runReps(c.Context, o, res, defs, targets, func(ctx context.Context, rep int) (*benchRep, error) {
+		var out *benchRep
+		err := withCluster(ctx, o, p.Nodes, nil, func(cl *benchCluster) error {
+			if _, err := cl.form(ctx, formTimeout(p.Nodes)); err != nil {
+				return err
+			}
+			m := map[string]float64{}
+			for _, mode := range p.Modes {
+				for _, n := range p.Clients {
+					k := fmt.Sprintf("%s_c%d", mode, n)
+					wps, p99, conv, err := throughputPhase(ctx, o, cl, p, fmt.Sprintf("bench/t%d/%s/", rep, k), mode, n)
+					if err != nil {
+						return fmt.Errorf("%s with %d clients: %w", mode, n, err)
+					}
+					m[k+"_wps"], m[k+"_p99_ms"], m[k+"_converge_ms"] = wps, p99, conv
+					o.say("  %s, %d clients: %.0f writes/s, put p99 %s, converged %s after the load",
+						mode, n, wps, fmtFigure(p99, "ms"), fmtFigure(conv, "ms"))
+				}
+			}
+			out = &benchRep{Metrics: m}
+			return nil
+		})
+		return out, err
+	}))
+}
+
+// throughputPhase runs n closed-loop clients for the duration and returns
+// writes/s, put p99 (ms) and the time (ms) from the end of the load until
+// every node had the same digest.
+func throughputPhase(ctx context.Context, o *benchOpts, cl *benchCluster, p throughputParams, prefix, mode string, n int) (float64, float64, float64, error) {
+	value := make([]byte, p.ValueSize)
+	for i := range value {
+		value[i] = 'a' + byte(i%26)
+	}
+	var stop atomic.Bool
+	var acked atomic.Int64
+	var firstErr atomic.Value
+	lat := make([][]float64, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for j := range n {
+		node := 0
+		if mode == "spread" {
+			node = j % len(cl.nodes)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := 0; !stop.Load() && ctx.Err() == nil; seq++ {
+				t := time.Now()
+				if _, err := cl.cs[node].Put(ctx, "", fmt.Sprintf("%s%d/%d", prefix, j, seq), value); err != nil {
+					if ctx.Err() == nil {
+						firstErr.CompareAndSwap(nil, err)
+					}
+					return
+				}
+				lat[j] = append(lat[j], ms(time.Since(t)))
+				acked.Add(1)
+			}
+		}()
+	}
+	timer := time.NewTimer(p.Duration)
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	stop.Store(true)
+	wg.Wait()
+	end := time.Now()
+	if err := ctx.Err(); err != nil {
+		return 0, 0, 0, err
+	}
+	if err, _ := firstErr.Load().(error); err != nil {
+		return 0, 0, 0, err
+	}
+	at, err := cl.waitConverged(ctx, cl.all(), 20*time.Millisecond, p.Timeout)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("nodes did not converge: %w", err)
+	}
+	var all []float64
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	sort.Float64s(all)
+	return float64(acked.Load()) / end.Sub(start).Seconds(), percentile(all, 99), ms(at.Sub(end)), nil
+}
