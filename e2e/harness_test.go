@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -49,6 +50,10 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	peerctl = filepath.Join(dir, "peerctl")
+	// Built without -race even under `go test -race`: race-instrumented
+	// agents and clients run several times slower, which the timing
+	// deadlines here would then measure. The daemon's own tests run
+	// agents in-process under the race detector.
 	build := exec.Command("go", "build", "-o", peerctl, ".")
 	build.Dir = ".." // the module root
 	if out, err := build.CombinedOutput(); err != nil {
@@ -156,11 +161,12 @@ func (n node) args(join ...string) []string {
 
 // proc is a running peerctl process.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string        // file with its stdout and stderr
-	done chan struct{} // closed once it has exited and been reaped
-	err  error         // exit status, set before done is closed
+	name   string
+	cmd    *exec.Cmd
+	log    string        // file with its stdout and stderr
+	done   chan struct{} // closed once it has exited and been reaped
+	err    error         // exit status, set before done is closed
+	termed atomic.Bool   // SIGTERM sent: a second one would kill the agent at once
 }
 
 func (p *proc) exited() bool {
@@ -196,7 +202,7 @@ func (p *proc) stop(tb testing.TB) {
 	if p.exited() {
 		return
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.term()
 	select {
 	case <-p.done:
 		return
@@ -205,6 +211,40 @@ func (p *proc) stop(tb testing.TB) {
 	tb.Errorf("%s (pid %d) did not stop within %s of SIGTERM; killing it", p.name, p.cmd.Process.Pid, stopGrace)
 	p.cmd.Process.Kill()
 	<-p.done
+}
+
+// term sends SIGTERM once: the agent leaves the cluster and exits.
+func (p *proc) term() {
+	if !p.termed.Swap(true) {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+}
+
+// started lists each test's processes, oldest first.
+var started struct {
+	mu     sync.Mutex
+	byTest map[testing.TB][]*proc
+}
+
+// termAllButOldest sends SIGTERM to every process of the test that still
+// runs except the oldest. An agent that leaves waits until its leave has
+// been gossiped to a live member: stopped one after another, each waits
+// about a second; stopped all at once, the last could wait for peers
+// already gone. Keeping one up lets the others leave at once.
+func termAllButOldest(tb testing.TB) {
+	started.mu.Lock()
+	var running []*proc
+	for _, p := range started.byTest[tb] {
+		if !p.exited() {
+			running = append(running, p)
+		}
+	}
+	started.mu.Unlock()
+	for i, p := range running {
+		if i > 0 {
+			p.term()
+		}
+	}
 }
 
 // start runs peerctl with args in the background. The process is stopped
@@ -231,7 +271,14 @@ func start(tb testing.TB, name string, args ...string) *proc {
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
+	started.mu.Lock()
+	if started.byTest == nil {
+		started.byTest = map[testing.TB][]*proc{}
+	}
+	started.byTest[tb] = append(started.byTest[tb], p)
+	started.mu.Unlock()
 	tb.Cleanup(func() {
+		termAllButOldest(tb)
 		p.stop(tb)
 		if tb.Failed() {
 			tb.Logf("%s (pid %d) output:\n%s", name, cmd.Process.Pid, tail(p.output(), 40))

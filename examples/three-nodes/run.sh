@@ -29,21 +29,28 @@ at() {
 	"$PEERCTL" --addr "$(api "$i")" "$@"
 }
 
-# stop_pid PID: SIGTERM (the agent leaves and exits), SIGKILL after 10 s.
-stop_pid() {
-	if kill "$1" 2>/dev/null; then
-		for _ in $(seq 100); do
-			kill -0 "$1" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -9 "$1" 2>/dev/null || true
-	fi
-	wait "$1" 2>/dev/null || true
+# stop PID...: SIGTERM each (an agent then leaves the cluster and exits),
+# and SIGKILL any still running 10 s later.
+stop() {
+	local pid alive
+	for pid in "$@"; do kill "$pid" 2>/dev/null || true; done
+	for _ in $(seq 100); do
+		alive=0
+		for pid in "$@"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+		[ "$alive" -eq 0 ] && break
+		sleep 0.1
+	done
+	for pid in "$@"; do kill -9 "$pid" 2>/dev/null || true; done
 }
 
 cleanup() {
 	local status=$?
-	for pid in "${pids[@]}"; do stop_pid "$pid"; done
+	# All but the first at once, then the first: a leaving agent waits
+	# until a live member has heard of its leave.
+	if [ "${#pids[@]}" -gt 0 ]; then
+		stop "${pids[@]:1}"
+		stop "${pids[0]}"
+	fi
 	if [ "$status" -ne 0 ]; then
 		for f in "$DIR"/*.log; do
 			[ -e "$f" ] || continue
@@ -62,6 +69,9 @@ start() {
 	"$PEERCTL" agent "$@" >>"$DIR/node$i.log" 2>&1 &
 	pids+=($!)
 	pid[$i]=$!
+	# Not a job of this shell: bash still reaps it, but does not report
+	# "Killed" when node3 is killed on purpose.
+	disown "$!"
 }
 
 # wait_for WHAT SECONDS COMMAND...: retry COMMAND until it succeeds; fail
