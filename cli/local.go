@@ -162,8 +162,13 @@ func (c *child) Err() error {
 	return c.err
 }
 
-// Stopping reports whether the launcher has asked the child to stop.
+// Stopping reports whether the launcher has asked the child to stop, or
+// the caller said it expects the child to exit.
 func (c *child) Stopping() bool { return c.stopping.Load() }
+
+// expectExit marks an exit the caller has caused some other way (say a
+// kill through the API) as expected.
+func (c *child) expectExit() { c.stopping.Store(true) }
 
 // launcher starts child processes of one executable and stops them by
 // PID. It is safe for concurrent use.

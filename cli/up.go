@@ -79,7 +79,8 @@ func runUp(c *cli.Context) error {
 	}
 	u := &upCluster{l: l, nodes: nodes, out: out, color: color, say: say, encrypt: c.String("encrypt")}
 	defer func() {
-		say("stopping %d %s", u.running(), plural(u.running(), "node"))
+		n := u.running()
+		say("stopping %d %s", n, plural(n, "node"))
 		if err := l.stopAll(); err != nil {
 			say("%v", err)
 		}
@@ -118,7 +119,12 @@ func runUp(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("cluster did not form: %w", err)
 	}
-	say("all %d %s see each other alive after %s", n, plural(n, "node"), time.Since(start).Round(10*time.Millisecond))
+	took := time.Since(start).Round(10 * time.Millisecond)
+	if n == 1 {
+		say("node1 is up after %s", took)
+	} else {
+		say("all %d nodes see each other alive after %s", n, took)
+	}
 	u.printHelp(c.String("encrypt") != "")
 
 	// From now on a node that exits is news, not an error.
