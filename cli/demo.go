@@ -434,7 +434,8 @@ func (d *demo) rejoin(ctx context.Context) error {
 	d.note("peerctl agent --data-dir %s", victim.DataDir)
 	d.note("Name, ports and join address come from agent.json in that directory, the")
 	d.note("data from its store there. It rejoins the members in its membership")
-	d.note("snapshot; seeing it join, the others run anti-entropy with it at once.")
+	d.note("snapshot and, with its first peer back, runs anti-entropy at once: it sends")
+	d.note("its digest and pulls only the entries it missed.")
 	start := time.Now()
 	if err := d.start(victim.Name, []string{"agent", "--data-dir", victim.DataDir}); err != nil {
 		return err

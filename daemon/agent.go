@@ -209,6 +209,9 @@ func (a *Agent) startSerf() error {
 	sc.ReconnectTimeout = 72 * time.Hour
 	sc.TombstoneTimeout = 24 * time.Hour
 	sc.RejoinAfterLeave = true
+	// Cap how long a graceful leave waits for its broadcast to go out
+	// (serf's default is 5 s, twice when no peer is left to tell).
+	sc.BroadcastTimeout = 2 * time.Second
 	if !a.cfg.InMemory {
 		sc.SnapshotPath = filepath.Join(a.cfg.DataDir, "serf.snapshot")
 	}
@@ -350,12 +353,7 @@ func (a *Agent) Store() *store.Store { return a.st }
 // Members returns the members as this node sees them. Serf reports a node
 // under suspicion as alive; memberlist's own state tells it apart.
 func (a *Agent) Members() []Member {
-	suspect := map[string]bool{}
-	for _, n := range a.serf.Memberlist().Members() {
-		if n.State == memberlist.StateSuspect {
-			suspect[n.Name] = true
-		}
-	}
+	suspect := suspects(a.serf.Memberlist())
 	ms := a.serf.Members()
 	out := make([]Member, 0, len(ms))
 	for _, m := range ms {

@@ -154,8 +154,11 @@ func profileConfig(name string) (*memberlist.Config, error) {
 		c.SuspicionMult = 3
 		c.SuspicionMaxTimeoutMult = 4
 		c.GossipInterval = 50 * time.Millisecond
-		c.RetransmitMult = 3
-		c.PushPullInterval = 10 * time.Second
+		// Retransmit each rumour a little more and exchange full state
+		// more often than the stock Local profile: joins that miss one
+		// gossip round otherwise wait for the next push/pull to spread.
+		c.RetransmitMult = 4
+		c.PushPullInterval = 5 * time.Second
 		return c, nil
 	case "lan":
 		return memberlist.DefaultLANConfig(), nil
