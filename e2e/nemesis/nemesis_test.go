@@ -1,0 +1,587 @@
+package nemesis
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/peerctl/peerctl/daemon"
+)
+
+// Settings of the nemesis run; README.md documents the variables.
+const (
+	defaultDuration = 30 * time.Second // workload per seed in CI
+	defaultRuns     = 2                // seeds in CI
+	convergeTimeout = 60 * time.Second // after heal and restart
+	numAgents       = 5
+	maxDown         = 2 // agents killed at once, at most
+)
+
+// faultEvent is one thing the nemesis did.
+type faultEvent struct {
+	At     time.Duration // since the cluster started
+	Kind   string        // kill, restart, partition, isolate, pause, loss, delay, heal
+	Detail string
+	Missed []string // nodes it did not reach because they were down
+	Err    string   // why it did not fully apply otherwise
+}
+
+func (f faultEvent) String() string {
+	s := fmt.Sprintf("+%-9s %-9s %s", f.At.Round(time.Millisecond), f.Kind, f.Detail)
+	if len(f.Missed) > 0 {
+		s += " (not at " + strings.Join(f.Missed, ",") + ": down)"
+	}
+	if f.Err != "" {
+		s += " (" + f.Err + ")"
+	}
+	return s
+}
+
+// nemesis applies seeded random faults to a cluster. Its choices come only
+// from its generator; only their timing depends on the machine. It is used
+// by one goroutine.
+type nemesis struct {
+	tb   testing.TB
+	c    *cluster
+	rng  *rand.Rand
+	seed uint64
+
+	down       map[*agent]time.Time // killed agents and when to restart them
+	active     int                  // network faults installed since the last heal
+	incomplete int                  // heals whose reply missed a running agent
+	events     []faultEvent
+}
+
+func newNemesis(tb testing.TB, c *cluster, seed uint64) *nemesis {
+	return &nemesis{tb: tb, c: c, seed: seed, rng: rand.New(rand.NewPCG(seed, 0x6e656d65736973)), down: map[*agent]time.Time{}}
+}
+
+func (n *nemesis) record(kind, detail string, missed []string, err error) {
+	ev := faultEvent{At: n.c.since(), Kind: kind, Detail: detail, Missed: missed}
+	if err != nil {
+		ev.Err = err.Error()
+	}
+	n.events = append(n.events, ev)
+	n.tb.Logf("nemesis %v", ev)
+}
+
+// run applies a fault every one to three seconds until ctx is done.
+func (n *nemesis) run(ctx context.Context) {
+	for {
+		wait := time.Second + time.Duration(n.rng.Int64N(int64(2*time.Second)))
+		t := time.NewTimer(wait) // the nemesis's schedule, not a wait for an outcome
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		n.restartDue(time.Now())
+		n.step()
+	}
+}
+
+// restartDue restarts the killed agents whose downtime is over.
+func (n *nemesis) restartDue(now time.Time) {
+	var due []*agent
+	for a, at := range n.down {
+		if !now.Before(at) {
+			due = append(due, a)
+		}
+	}
+	sort.Slice(due, func(i, j int) bool { return due[i].name < due[j].name })
+	for _, a := range due {
+		delete(n.down, a)
+		err := n.c.restart(a)
+		n.record("restart", fmt.Sprintf("%s with `agent --data-dir` only, pid %d", a.name, a.current().pid()), nil, err)
+	}
+}
+
+// pick returns a random element of as.
+func (n *nemesis) pick(as []*agent) *agent { return as[n.rng.IntN(len(as))] }
+
+// step applies one random fault.
+func (n *nemesis) step() {
+	kinds := []string{"kill", "kill", "partition", "partition", "isolate", "pause", "pause", "loss", "loss", "delay", "delay", "heal", "heal", "heal"}
+	kind := kinds[n.rng.IntN(len(kinds))]
+	if n.active >= 3 {
+		kind = "heal" // let the cluster breathe between storms
+	}
+	running := n.c.running()
+	if kind == "kill" && (len(n.down) >= maxDown || len(running) < 2) {
+		kind = "pause"
+	}
+	ctl := n.pick(running) // the daemon the fault command goes to
+	var req daemon.FaultRequest
+	switch kind {
+	case "kill":
+		victim := n.pick(running)
+		var via *agent
+		how := "SIGKILL by pid"
+		if n.rng.IntN(2) == 0 {
+			var others []*agent
+			for _, a := range running {
+				if a != victim {
+					others = append(others, a)
+				}
+			}
+			via = n.pick(others)
+			how = "peerctl kill through " + via.name
+		}
+		downFor := 2*time.Second + time.Duration(n.rng.Int64N(int64(6*time.Second)))
+		pid := victim.current().pid()
+		err := n.c.kill(victim, via)
+		n.down[victim] = time.Now().Add(downFor)
+		n.record("kill", fmt.Sprintf("%s (pid %d, %s), down for %s", victim.name, pid, how, downFor.Round(time.Millisecond)), nil, err)
+		return
+	case "heal":
+		n.heal(ctl, "")
+		return
+	case "partition":
+		names := make([]string, len(n.c.agents))
+		for i, a := range n.c.agents {
+			names[i] = a.name
+		}
+		n.rng.Shuffle(len(names), func(i, j int) { names[i], names[j] = names[j], names[i] })
+		cut := 2 + n.rng.IntN(2) // 2|3 or 3|2
+		a, b := append([]string(nil), names[:cut]...), append([]string(nil), names[cut:]...)
+		sort.Strings(a)
+		sort.Strings(b)
+		req = daemon.FaultRequest{Kind: daemon.ReqPartition, Groups: [][]string{a, b}}
+	case "isolate":
+		req = daemon.FaultRequest{Kind: daemon.ReqIsolate, Nodes: []string{n.pick(n.c.agents).name}}
+	case "pause":
+		d := time.Second + time.Duration(n.rng.Int64N(int64(4*time.Second)))
+		req = daemon.FaultRequest{Kind: daemon.ReqPause, Nodes: []string{n.pick(n.c.agents).name}, For: d.Round(100 * time.Millisecond)}
+	case "loss":
+		req = daemon.FaultRequest{Kind: daemon.ReqLoss, Nodes: []string{n.pick(n.c.agents).name}, Rate: 0.2}
+	case "delay":
+		d := 50*time.Millisecond + time.Duration(n.rng.Int64N(int64(150*time.Millisecond)))
+		d = d.Round(time.Millisecond)
+		req = daemon.FaultRequest{Kind: daemon.ReqDelay, Nodes: []string{n.pick(n.c.agents).name}, Delay: d, Jitter: d / 4}
+	}
+	req.Seed = n.rng.Uint64() | 1 // 0 would keep each node's generator
+	req.Reason = fmt.Sprintf("nemesis seed %d", n.seed)
+	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	res, err := n.c.client(ctl).InjectFault(ctx, req)
+	cancel()
+	if kind != "pause" {
+		n.active++
+	}
+	var nodes []daemon.NodeFaults
+	if res != nil {
+		nodes = res.Nodes
+	}
+	missed, err := faultErrors(nodes, err, n.down)
+	n.record(kind, describe(req)+", through "+ctl.name, missed, err)
+}
+
+// describe is a short description of a fault request.
+func describe(r daemon.FaultRequest) string {
+	switch r.Kind {
+	case daemon.ReqPartition:
+		var sides []string
+		for _, g := range r.Groups {
+			sides = append(sides, strings.Join(g, ","))
+		}
+		return strings.Join(sides, " / ")
+	case daemon.ReqPause:
+		return fmt.Sprintf("%s for %s", strings.Join(r.Nodes, ","), r.For)
+	case daemon.ReqLoss:
+		return fmt.Sprintf("%s rate %.0f%%", strings.Join(r.Nodes, ","), r.Rate*100)
+	case daemon.ReqDelay:
+		return fmt.Sprintf("%s by %s±%s", strings.Join(r.Nodes, ","), r.Delay, r.Jitter)
+	}
+	return strings.Join(r.Nodes, ",")
+}
+
+// faultErrors summarises why a fault command did not reach every node:
+// the nodes that were down (expected: a dead node holds no rules, and one
+// that restarts starts without them) and any other failure.
+func faultErrors(nodes []daemon.NodeFaults, err error, down map[*agent]time.Time) (missed []string, _ error) {
+	if err != nil {
+		return nil, err
+	}
+	isDown := func(name string) bool {
+		for a := range down {
+			if a.name == name {
+				return true
+			}
+		}
+		return false
+	}
+	var errs []string
+	for _, nf := range nodes {
+		switch {
+		case nf.Error == "":
+		case isDown(nf.Node):
+			missed = append(missed, nf.Node)
+		default:
+			errs = append(errs, nf.Node+": "+nf.Error)
+		}
+	}
+	if len(errs) > 0 {
+		return missed, fmt.Errorf("not applied at %s", strings.Join(errs, "; "))
+	}
+	return missed, nil
+}
+
+// finish restarts every killed agent and heals every fault, through the
+// agent that has run longest: a daemon fans a heal out to the members it
+// knows, and one restarted a moment ago may not know them all yet (see
+// README.md, "What it found").
+func (n *nemesis) finish() error {
+	var due []*agent
+	for a := range n.down {
+		due = append(due, a)
+	}
+	sort.Slice(due, func(i, j int) bool { return due[i].name < due[j].name })
+	for _, a := range due {
+		delete(n.down, a)
+		err := n.c.restart(a)
+		n.record("restart", fmt.Sprintf("%s with `agent --data-dir` only, pid %d (final)", a.name, a.current().pid()), nil, err)
+		if err != nil {
+			return err
+		}
+	}
+	ctl := n.c.agents[0]
+	for _, a := range n.c.agents {
+		if a.current().started.Before(ctl.current().started) {
+			ctl = a
+		}
+	}
+	n.heal(ctl, " (final)")
+	if ev := n.events[len(n.events)-1]; ev.Err != "" {
+		return errors.New(ev.Err)
+	}
+	return nil
+}
+
+// heal heals every fault through ctl and records which running agents the
+// heal did not reach.
+func (n *nemesis) heal(ctl *agent, note string) {
+	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	res, err := n.c.client(ctl).Heal(ctx, "")
+	cancel()
+	n.active = 0
+	missed, err := faultErrors(res, err, n.down)
+	detail := "all faults, through " + ctl.name + note
+	if err == nil {
+		reached := map[string]bool{}
+		for _, nf := range res {
+			reached[nf.Node] = true
+		}
+		var unreached []string
+		for _, a := range n.c.agents {
+			if _, isDown := n.down[a]; !isDown && !reached[a.name] {
+				unreached = append(unreached, a.name)
+			}
+		}
+		if len(unreached) > 0 {
+			n.incomplete++
+			detail += fmt.Sprintf("; the reply lists no %s, running but unknown to %s", strings.Join(unreached, ","), ctl.name)
+		}
+	}
+	n.record("heal", detail, missed, err)
+}
+
+// envSettings reads NEMESIS_DURATION, NEMESIS_SEED and NEMESIS_RUNS.
+func envSettings(tb testing.TB) (time.Duration, []uint64) {
+	tb.Helper()
+	dur := defaultDuration
+	if s := os.Getenv("NEMESIS_DURATION"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			tb.Fatalf("NEMESIS_DURATION=%q: want a positive duration such as 10m", s)
+		}
+		dur = d
+	}
+	if s := os.Getenv("NEMESIS_SEED"); s != "" {
+		seed, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			tb.Fatalf("NEMESIS_SEED=%q: want an unsigned integer", s)
+		}
+		return dur, []uint64{seed}
+	}
+	runs := defaultRuns
+	if s := os.Getenv("NEMESIS_RUNS"); s != "" {
+		r, err := strconv.Atoi(s)
+		if err != nil || r < 1 {
+			tb.Fatalf("NEMESIS_RUNS=%q: want a positive integer", s)
+		}
+		runs = r
+	}
+	seeds := make([]uint64, runs)
+	for i := range seeds {
+		var b [8]byte
+		crand.Read(b[:])
+		seeds[i] = binary.LittleEndian.Uint64(b[:]) >> 1 // fits an int64 for people's tools
+	}
+	return dur, seeds
+}
+
+// TestNemesis runs the workload under the nemesis once per seed, then
+// heals, waits for convergence and checks the history (checker_test.go).
+// Reference: issue 3, item 4.
+func TestNemesis(t *testing.T) {
+	needBinary(t)
+	dur, seeds := envSettings(t)
+	for _, seed := range seeds {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			runNemesis(t, seed, dur)
+		})
+	}
+}
+
+// summary is what a run prints.
+type summary struct {
+	seed                                 uint64
+	workload                             time.Duration
+	attempted, ok, failed, unknown, dels int
+	reasons                              map[string]int // failed and unknown operations by cause
+	faults                               map[string]int // during the workload, by kind
+	restarts                             int
+	incompleteHeals                      int // heals that did not reach a running agent
+	faultErrs                            int // fault commands that did not apply where they should
+	converge                             time.Duration
+	liveKeys, tombstones                 int
+	lost                                 int // acknowledged writes lost
+	problems                             int
+}
+
+func (s summary) String() string {
+	var kinds []string
+	for k := range s.faults {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	var fs []string
+	total := 0
+	for _, k := range kinds {
+		fs = append(fs, fmt.Sprintf("%s %d", k, s.faults[k]))
+		total += s.faults[k]
+	}
+	var rs []string
+	for r, n := range s.reasons {
+		rs = append(rs, fmt.Sprintf("%s %d", r, n))
+	}
+	sort.Strings(rs)
+	return fmt.Sprintf(`nemesis summary (seed %d; replay with NEMESIS_SEED=%d NEMESIS_DURATION=%s)
+  workload     %s, %d agents
+  operations   %d attempted: %d acknowledged, %d failed, %d unknown (%d deletes)
+  not acked    %s
+  faults       %d applied during the workload: %s; %d restarts; %d fault commands failed; %d heals missed a running node
+  convergence  %s after heal and restart
+  final state  %d live keys, %d tombstones, identical on every node: %v
+  lost         %d acknowledged writes; %d problems in all`,
+		s.seed, s.seed, s.workload, s.workload, numAgents,
+		s.attempted, s.ok, s.failed, s.unknown, s.dels,
+		strings.Join(rs, ", "),
+		total, strings.Join(fs, ", "), s.restarts, s.faultErrs, s.incompleteHeals,
+		s.converge.Round(time.Millisecond),
+		s.liveKeys, s.tombstones, s.problems == 0,
+		s.lost, s.problems)
+}
+
+// cause is a short name for why an operation was not acknowledged.
+func cause(err string) string {
+	for _, c := range []string{"connection refused", "timeout", "deadline exceeded", "EOF", "connection reset", "broken pipe"} {
+		if strings.Contains(err, c) {
+			return c
+		}
+	}
+	if i := strings.IndexAny(err, ":"); i > 0 {
+		return err[:i]
+	}
+	return err
+}
+
+func runNemesis(t *testing.T, seed uint64, dur time.Duration) {
+	t.Logf("nemesis seed %d, workload %s (replay: NEMESIS_SEED=%d)", seed, dur, seed)
+	c := newCluster(t, numAgents, seed)
+	nem := newNemesis(t, c, seed)
+	w := workload{Clients: 5, Rate: 150, Keys: keyspace(50), DelProb: 0.05, Timeout: 2 * time.Second, Deadline: dur}
+
+	ctx, cancel := context.WithTimeout(context.Background(), dur)
+	defer cancel()
+	var ops []op
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ops = runClients(ctx, c, w, seed)
+	}()
+	nem.run(ctx)
+	wg.Wait()
+
+	sum := summary{seed: seed, workload: dur, faults: map[string]int{}, reasons: map[string]int{}}
+	defer func() { t.Log(sum) }()
+	for _, o := range ops {
+		sum.attempted++
+		if o.Kind == opDel {
+			sum.dels++
+		}
+		switch o.Outcome {
+		case outOK:
+			sum.ok++
+		case outFail:
+			sum.failed++
+		default:
+			sum.unknown++
+		}
+		if o.Outcome != outOK {
+			sum.reasons[o.Outcome.String()+": "+cause(o.Err)]++
+		}
+	}
+	for _, ev := range nem.events {
+		if ev.Kind == "restart" {
+			sum.restarts++
+		} else {
+			sum.faults[ev.Kind]++
+		}
+		if ev.Err != "" {
+			sum.faultErrs++
+		}
+	}
+	sum.incompleteHeals = nem.incomplete
+	failf := func(format string, args ...any) {
+		t.Helper()
+		t.Errorf("seed %d (replay with NEMESIS_SEED=%d): %s", seed, seed, fmt.Sprintf(format, args...))
+	}
+	defer func() {
+		if t.Failed() {
+			var evs []string
+			for _, ev := range nem.events {
+				evs = append(evs, ev.String())
+			}
+			t.Logf("nemesis schedule, seed %d:\n%s", seed, strings.Join(evs, "\n"))
+		}
+	}()
+
+	// Heal everything, bring every node back, and wait for convergence.
+	if err := nem.finish(); err != nil {
+		failf("final heal and restart: %v", err)
+		return
+	}
+	healed := time.Now()
+	var last *daemon.CheckResult
+	took, err := waitFor(convergeTimeout, func() (bool, string) {
+		if ok, why := c.allAlive(); !ok {
+			return false, why
+		}
+		for _, a := range c.agents {
+			ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+			rules, err := c.client(a).LocalFaults(ctx, "")
+			cancel()
+			if err != nil {
+				return false, fmt.Sprintf("faults at %s: %v", a.name, err)
+			}
+			if len(rules) > 0 {
+				return false, fmt.Sprintf("%s still applies %d fault rules after heal: %v", a.name, len(rules), rules[0].Describe())
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+		res, err := c.client(c.agents[0]).Check(ctx)
+		cancel()
+		if err != nil {
+			return false, fmt.Sprintf("check: %v", err)
+		}
+		last = res
+		if !res.Converged || len(res.Nodes) != numAgents {
+			return false, fmt.Sprintf("check: converged %v, nodes %v, %d divergent keys, sample %v, errors %v", res.Converged, res.Nodes, res.Divergent, res.Sample, res.Errors)
+		}
+		return true, ""
+	})
+	sum.converge = time.Since(healed)
+	if err != nil {
+		failf("no convergence after heal: %v", err)
+		if last != nil {
+			t.Logf("last check: %+v", *last)
+		}
+		return
+	}
+	t.Logf("converged %s after heal and restart", took.Round(time.Millisecond))
+	digests := map[string]bool{}
+	for _, d := range last.Digests {
+		digests[d] = true
+	}
+	if len(digests) != 1 {
+		failf("check says converged but the digests differ: %v", last.Digests)
+	}
+
+	// (a) and (b): the history against the final state of every node.
+	rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	final, err := readState(rctx, c, w.Keys)
+	rcancel()
+	if err != nil {
+		failf("read final state: %v", err)
+		return
+	}
+	for _, s := range final[c.agents[0].name] {
+		if s.Deleted {
+			sum.tombstones++
+		} else {
+			sum.liveKeys++
+		}
+	}
+	probs := check(w.Keys, ops, final)
+	sum.problems = len(probs)
+	for _, p := range probs {
+		if strings.Contains(p.What, "acknowledged write lost") {
+			sum.lost++
+		}
+	}
+	if len(probs) > 0 {
+		var lines []string
+		keys := map[string]bool{}
+		for i, p := range probs {
+			keys[p.Key] = true
+			if i < 60 {
+				lines = append(lines, "  "+p.String())
+			}
+		}
+		var ks []string
+		for k := range keys {
+			ks = append(ks, k)
+		}
+		sort.Strings(ks)
+		failf("%d problems on keys %s:\n%s", len(probs), strings.Join(ks, ","), strings.Join(lines, "\n"))
+		for _, k := range ks {
+			var hist []string
+			for _, o := range ops {
+				if o.Key == k && o.Outcome != outFail {
+					hist = append(hist, "  "+o.String())
+				}
+			}
+			if len(hist) > 40 {
+				hist = hist[len(hist)-40:]
+			}
+			t.Logf("history of %s (last 40 writes that may have taken effect):\n%s", k, strings.Join(hist, "\n"))
+		}
+	}
+
+	// (c): no daemon died that the nemesis did not kill.
+	for _, d := range c.unexpectedDeaths() {
+		failf("daemon died unasked: %s", d)
+	}
+	for _, a := range c.agents {
+		for _, p := range a.all() {
+			if p.exited() && !p.diedBySIGKILL() {
+				failf("%s (pid %d) exited with %v; the nemesis only kills with SIGKILL", p.name, p.pid(), p.err)
+			}
+			if out := p.output(); strings.Contains(out, "panic:") || strings.Contains(out, "fatal error:") {
+				failf("%s (pid %d) log shows a panic:\n%s", p.name, p.pid(), tail(out, 40))
+			}
+		}
+	}
+}
