@@ -196,6 +196,23 @@ type benchMachine struct {
 	OS        string `json:"os"`
 	Peerctl   string `json:"peerctl"`
 	Revision  string `json:"revision,omitempty"`
+	// LoadStart and LoadEnd are /proc/loadavg when the run started and
+	// ended: other work on the machine skews the figures.
+	LoadStart string `json:"load_start,omitempty"`
+	LoadEnd   string `json:"load_end,omitempty"`
+}
+
+// loadAvg returns the 1, 5 and 15 minute load averages.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // benchResult is the output of one `peerctl bench` run.
@@ -235,6 +252,7 @@ func runReps(ctx context.Context, o *benchOpts, res *benchResult, defs []metricD
 		res.Reps = append(res.Reps, *r)
 	}
 	res.Took = time.Since(res.Started).Round(time.Millisecond).String()
+	res.Machine.LoadEnd = loadAvg()
 	res.Summary = summarize(defs, targets, res.Reps)
 	return nil
 }
@@ -351,7 +369,8 @@ func printBenchTable(w io.Writer, res *benchResult) {
 	for _, note := range res.Notes {
 		fmt.Fprintf(w, "note: %s\n", note)
 	}
-	fmt.Fprintf(w, "machine: %d CPUs (%s), %s, %s; took %s\n", res.Machine.NumCPU, res.Machine.CPU, res.Machine.GoVersion, res.Machine.OS, res.Took)
+	fmt.Fprintf(w, "machine: %d CPUs (%s), %s, %s; load %s at start, %s at end; took %s\n", res.Machine.NumCPU, res.Machine.CPU,
+		res.Machine.GoVersion, res.Machine.OS, res.Machine.LoadStart, res.Machine.LoadEnd, res.Took)
 }
 
 // fmtFigure formats a value in its unit.
@@ -406,7 +425,7 @@ func fmtFigure(v float64, unit string) string {
 func machineInfo() benchMachine {
 	m := benchMachine{
 		NumCPU: runtime.NumCPU(), GoVersion: runtime.Version(),
-		OS: runtime.GOOS + "/" + runtime.GOARCH, Peerctl: daemon.Version,
+		OS: runtime.GOOS + "/" + runtime.GOARCH, Peerctl: daemon.Version, LoadStart: loadAvg(),
 	}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
