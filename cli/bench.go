@@ -369,6 +369,11 @@ func printBenchTable(w io.Writer, res *benchResult) {
 	for _, note := range res.Notes {
 		fmt.Fprintf(w, "note: %s\n", note)
 	}
+	for i, r := range res.Reps {
+		for _, note := range r.Notes {
+			fmt.Fprintf(w, "run %d: %s\n", i+1, note)
+		}
+	}
 	fmt.Fprintf(w, "machine: %d CPUs (%s), %s, %s; load %s at start, %s at end; took %s\n", res.Machine.NumCPU, res.Machine.CPU,
 		res.Machine.GoVersion, res.Machine.OS, res.Machine.LoadStart, res.Machine.LoadEnd, res.Took)
 }

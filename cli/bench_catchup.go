@@ -126,7 +126,7 @@ func catchupRep(ctx context.Context, o *benchOpts, p catchupParams, rep int) (*b
 			return err
 		}
 		o.say("wrote %d keys at %d nodes in %s (%.0f/s); waiting until they agree", p.Keys, len(others), took.Round(time.Millisecond), float64(p.Keys)/took.Seconds())
-		if _, err := cl.waitConverged(ctx, others, 100*time.Millisecond, p.Timeout); err != nil {
+		if _, _, err := cl.waitConverged(ctx, others, 100*time.Millisecond, p.Timeout); err != nil {
 			return fmt.Errorf("the other nodes did not converge: %w", err)
 		}
 		infos, err := cl.infos(ctx, others)

@@ -394,14 +394,18 @@ func (cl *benchCluster) converged(ctx context.Context, idx []int) (bool, string,
 }
 
 // waitConverged polls the digests of the nodes in idx every interval
-// until they are equal, and returns when it first saw them equal.
-func (cl *benchCluster) waitConverged(ctx context.Context, idx []int, interval, timeout time.Duration) (time.Time, error) {
+// until they are equal. It returns when the check that first saw them
+// equal returned, and how many checks that took: if it was the first, the
+// nodes may have agreed before it began.
+func (cl *benchCluster) waitConverged(ctx context.Context, idx []int, interval, timeout time.Duration) (time.Time, int, error) {
 	var at time.Time
+	checks := 0
 	var exitErr error
 	err := waitFor(ctx, timeout, interval, func(ctx context.Context) (bool, string) {
 		if exitErr = cl.exited(); exitErr != nil {
 			return true, ""
 		}
+		checks++
 		ok, why, err := cl.converged(ctx, idx)
 		if err != nil {
 			return false, err.Error()
@@ -412,9 +416,9 @@ func (cl *benchCluster) waitConverged(ctx context.Context, idx []int, interval, 
 		return ok, why
 	})
 	if exitErr != nil {
-		return at, exitErr
+		return at, checks, exitErr
 	}
-	return at, err
+	return at, checks, err
 }
 
 // promSample is one scrape of /metrics: series ("name{labels}") to value.

@@ -169,7 +169,7 @@ func memoryRep(ctx context.Context, o *benchOpts, p memoryParams, rep int, m map
 		}
 		m["load_rate"] = float64(p.Keys) / took.Seconds()
 		o.say("  wrote %d keys in %s; waiting until all nodes agree", p.Keys, took.Round(time.Millisecond))
-		if _, err := cl.waitConverged(ctx, cl.all(), 200*time.Millisecond, 5*time.Minute); err != nil {
+		if _, _, err := cl.waitConverged(ctx, cl.all(), 200*time.Millisecond, 5*time.Minute); err != nil {
 			return err
 		}
 		if rss, err = idleRSS(ctx, o, cl, p.Idle); err != nil {
@@ -230,7 +230,7 @@ func scaleRep(ctx context.Context, o *benchOpts, p memoryParams, n int, m map[st
 				return nil
 			}
 		}
-		at, err := cl.waitConverged(dctx, cl.all(), 500*time.Millisecond, time.Until(t0.Add(p.Deadline)))
+		at, _, err := cl.waitConverged(dctx, cl.all(), 500*time.Millisecond, time.Until(t0.Add(p.Deadline)))
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

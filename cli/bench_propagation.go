@@ -40,7 +40,7 @@ func benchPropagationCommand() *cli.Command {
 
 Examples:
    peerctl bench propagation --nodes 25 --rate 100 --duration 20s --burst 200
-   peerctl bench propagation --preset glomers --csv latencies.csv`,
+   peerctl bench propagation --preset glomers --csv latencies.csv --svg latencies.svg`,
 		Description: `Writes unique keys at random nodes at --rate writes/s for --duration (open
 loop), then waits until every node holds every acknowledged write. For each
 write, the stable latency is the time from its acknowledgement to the
@@ -66,6 +66,7 @@ reports the time from the first write until every node had all K.`,
 			&cli.IntFlag{Name: "burst", Usage: "after the run, write `K` keys at node1 at once and time until all nodes hold them"},
 			&cli.StringFlag{Name: "preset", Usage: "`NAME`: glomers = --nodes 25 --delay 100ms --rate 100 --duration 20s (flags given override)"},
 			&cli.StringFlag{Name: "csv", Usage: "write every write's latencies to `FILE` as CSV"},
+			&cli.StringFlag{Name: "svg", Usage: "plot every write's stable latency over time to `FILE` (SVG)"},
 		),
 		Action: runBenchPropagation,
 	}
@@ -156,6 +157,12 @@ func runBenchPropagation(c *cli.Context) error {
 			return err
 		}
 		o.say("per-write latencies written to %s", path)
+	}
+	if path := c.String("svg"); path != "" {
+		if err := writeLatencySVG(path, method, writes); err != nil {
+			return err
+		}
+		o.say("latency plot written to %s", path)
 	}
 	return writeBench(c, o, res)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"math"
 	"os"
 	"os/exec"
@@ -192,9 +193,9 @@ func TestBenchSmoke(t *testing.T) {
 	bg := context.Background()
 
 	t.Run("propagation", func(t *testing.T) {
-		csvPath := filepath.Join(t.TempDir(), "lat.csv")
+		csvPath, svgPath := filepath.Join(t.TempDir(), "lat.csv"), filepath.Join(t.TempDir(), "lat.svg")
 		table, res, err := runBench(t, bg, exe, "propagation", "--nodes", "3", "--rate", "20",
-			"--duration", "1s", "--delay", "20ms", "--burst", "10", "--csv", csvPath)
+			"--duration", "1s", "--delay", "20ms", "--burst", "10", "--csv", csvPath, "--svg", svgPath)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -205,6 +206,13 @@ func TestBenchSmoke(t *testing.T) {
 		}
 		if lines := strings.Count(string(b), "\n"); lines != 21 {
 			t.Errorf("CSV has %d lines; want a header and 20 writes", lines)
+		}
+		svg, err := os.ReadFile(svgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := xml.Unmarshal(svg, new(struct{})); err != nil || strings.Count(string(svg), "<circle") != 20 {
+			t.Errorf("SVG: %v, %d points; want well-formed XML with 20 points", err, strings.Count(string(svg), "<circle"))
 		}
 	})
 	t.Run("detection", func(t *testing.T) {
