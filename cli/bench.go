@@ -410,6 +410,8 @@ func fmtFigure(v float64, unit string) string {
 		return strconv.FormatFloat(v, 'f', 0, 64) + " B"
 	case "/s":
 		return strconv.FormatFloat(v, 'f', 0, 64) + "/s"
+	case "%":
+		return strconv.FormatFloat(v, 'f', 0, 64) + "%"
 	case "x":
 		return strconv.FormatFloat(v, 'f', 2, 64) + "x"
 	case "msgs":

@@ -183,6 +183,8 @@ func propDefs(p propParams) []metricDef {
 		{"incomplete", "writes missing on a node after settle", "count"},
 		{"suspicions", "suspicions of alive nodes", "count"},
 		{"false_failures", "alive nodes declared failed", "count"},
+		{"agents_cpu", "CPU used by all agents (100 = one core)", "%"},
+		{"harness_cpu", "CPU used by the harness", "%"},
 	}
 	if p.Burst > 0 {
 		d = append(d, metricDef{"burst_all_ms", fmt.Sprintf("burst of %d at node1: on all nodes", p.Burst), "ms"})
@@ -247,6 +249,7 @@ func propagationRep(ctx context.Context, o *benchOpts, p propParams, rep int) (*
 			return err
 		}
 		tBase := time.Now()
+		cpuA0, cpuH0 := cl.cpuUsed()
 		polled := startStatusPoll(ctx, cl, time.Second)
 
 		prefix := fmt.Sprintf("bench/p%d/", rep)
@@ -267,6 +270,7 @@ func propagationRep(ctx context.Context, o *benchOpts, p propParams, rep int) (*
 		}
 		arr, done := awaitArrivals(ctx, o, cl, prefix, writes, p.Settle)
 		tEnd := time.Now()
+		cpuA1, cpuH1 := cl.cpuUsed()
 		after, err := cl.metricsAll(ctx, cl.all())
 		nonAlive := polled()
 		if err != nil {
@@ -309,6 +313,8 @@ func propagationRep(ctx context.Context, o *benchOpts, p propParams, rep int) (*
 			"incomplete":         float64(incomplete),
 			"suspicions":         float64(suspicions),
 			"false_failures":     float64(failures),
+			"agents_cpu":         100 * (cpuA1 - cpuA0).Seconds() / window.Seconds(),
+			"harness_cpu":        100 * (cpuH1 - cpuH0).Seconds() / window.Seconds(),
 		}
 		if len(lat) == 0 {
 			for _, k := range []string{"p50_ms", "p99_ms", "max_ms"} {

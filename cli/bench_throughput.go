@@ -114,6 +114,8 @@ func runBenchThroughput(c *cli.Context) error {
 				metricDef{k + "_wps", fmt.Sprintf("%s, %d %s: acked writes", where, n, plural(n, "client")), "/s"},
 				metricDef{k + "_p99_ms", fmt.Sprintf("%s, %d %s: put p99", where, n, plural(n, "client")), "ms"},
 				metricDef{k + "_converge_ms", fmt.Sprintf("%s, %d %s: converged after load", where, n, plural(n, "client")), "ms"},
+				metricDef{k + "_agents_cpu", fmt.Sprintf("%s, %d %s: CPU of all agents", where, n, plural(n, "client")), "%"},
+				metricDef{k + "_harness_cpu", fmt.Sprintf("%s, %d %s: CPU of the harness", where, n, plural(n, "client")), "%"},
 			)
 			if n == 64 {
 				note := ""
@@ -138,16 +140,17 @@ func runBenchThroughput(c *cli.Context) error {
 			for _, mode := range p.Modes {
 				for _, n := range p.Clients {
 					k := fmt.Sprintf("%s_c%d", mode, n)
-					wps, p99, conv, first, err := throughputPhase(ctx, o, cl, p, fmt.Sprintf("bench/t%d/%s/", rep, k), mode, n)
+					ph, err := throughputPhase(ctx, cl, p, fmt.Sprintf("bench/t%d/%s/", rep, k), mode, n)
 					if err != nil {
 						return fmt.Errorf("%s with %d clients: %w", mode, n, err)
 					}
-					if first {
-						notes = append(notes, fmt.Sprintf("%s: converged by the first check; %s is the check's own duration", k, fmtFigure(conv, "ms")))
+					if ph.firstCheck {
+						notes = append(notes, fmt.Sprintf("%s: converged by the first check; %s is the check's own duration", k, fmtFigure(ph.converge, "ms")))
 					}
-					m[k+"_wps"], m[k+"_p99_ms"], m[k+"_converge_ms"] = wps, p99, conv
-					o.say("  %s, %d clients: %.0f writes/s, put p99 %s, converged %s after the load",
-						mode, n, wps, fmtFigure(p99, "ms"), fmtFigure(conv, "ms"))
+					m[k+"_wps"], m[k+"_p99_ms"], m[k+"_converge_ms"] = ph.wps, ph.p99, ph.converge
+					m[k+"_agents_cpu"], m[k+"_harness_cpu"] = ph.agentsCPU, ph.harnessCPU
+					o.say("  %s, %d clients: %.0f writes/s, put p99 %s, converged %s after the load; CPU: agents %.0f%%, harness %.0f%% (100%% = one core)",
+						mode, n, ph.wps, fmtFigure(ph.p99, "ms"), fmtFigure(ph.converge, "ms"), ph.agentsCPU, ph.harnessCPU)
 				}
 			}
 			out = &benchRep{Metrics: m, Notes: notes}
@@ -157,11 +160,19 @@ func runBenchThroughput(c *cli.Context) error {
 	}))
 }
 
-// throughputPhase runs n closed-loop clients for the duration and returns
-// writes/s, put p99 (ms), the time (ms) from the end of the load until a
-// check of every node's digest returned them equal, and whether the first
-// check did (then that time is only the check's own duration).
-func throughputPhase(ctx context.Context, o *benchOpts, cl *benchCluster, p throughputParams, prefix, mode string, n int) (float64, float64, float64, bool, error) {
+// phaseResult is what one phase of the throughput workload measured.
+type phaseResult struct {
+	wps        float64 // acknowledged writes per second
+	p99        float64 // put latency p99, ms
+	converge   float64 // ms from the end of the load until a check saw all digests equal
+	firstCheck bool    // the first check did: converge is that check's duration
+	agentsCPU  float64 // % of one core used by all agents during the load
+	harnessCPU float64 // % of one core used by the harness
+}
+
+// throughputPhase runs n closed-loop clients for the duration, then waits
+// until every node's digest is the same.
+func throughputPhase(ctx context.Context, cl *benchCluster, p throughputParams, prefix, mode string, n int) (phaseResult, error) {
 	value := make([]byte, p.ValueSize)
 	for i := range value {
 		value[i] = 'a' + byte(i%26)
@@ -171,6 +182,7 @@ func throughputPhase(ctx context.Context, o *benchOpts, cl *benchCluster, p thro
 	var firstErr atomic.Value
 	lat := make([][]float64, n)
 	var wg sync.WaitGroup
+	cpuA0, cpuH0 := cl.cpuUsed()
 	start := time.Now()
 	for j := range n {
 		node := 0
@@ -201,20 +213,25 @@ func throughputPhase(ctx context.Context, o *benchOpts, cl *benchCluster, p thro
 	stop.Store(true)
 	wg.Wait()
 	end := time.Now()
+	cpuA1, cpuH1 := cl.cpuUsed()
+	took := end.Sub(start).Seconds()
 	if err := ctx.Err(); err != nil {
-		return 0, 0, 0, false, err
+		return phaseResult{}, err
 	}
 	if err, _ := firstErr.Load().(error); err != nil {
-		return 0, 0, 0, false, err
+		return phaseResult{}, err
 	}
 	at, checks, err := cl.waitConverged(ctx, cl.all(), 20*time.Millisecond, p.Timeout)
 	if err != nil {
-		return 0, 0, 0, false, fmt.Errorf("nodes did not converge: %w", err)
+		return phaseResult{}, fmt.Errorf("nodes did not converge: %w", err)
 	}
 	var all []float64
 	for _, l := range lat {
 		all = append(all, l...)
 	}
 	sort.Float64s(all)
-	return float64(acked.Load()) / end.Sub(start).Seconds(), percentile(all, 99), ms(at.Sub(end)), checks == 1, nil
+	return phaseResult{
+		wps: float64(acked.Load()) / took, p99: percentile(all, 99), converge: ms(at.Sub(end)), firstCheck: checks == 1,
+		agentsCPU: 100 * (cpuA1 - cpuA0).Seconds() / took, harnessCPU: 100 * (cpuH1 - cpuH0).Seconds() / took,
+	}, nil
 }
