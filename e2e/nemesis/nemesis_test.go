@@ -351,9 +351,10 @@ type summary struct {
 	reasons                              map[string]int // failed and unknown operations by cause
 	faults                               map[string]int // during the workload, by kind
 	restarts                             int
-	incompleteHeals                      int // heals that did not reach a running agent
-	faultErrs                            int // fault commands that did not apply where they should
-	converge                             time.Duration
+	incompleteHeals                      int           // heals that did not reach a running agent
+	faultErrs                            int           // fault commands that did not apply where they should
+	converge                             time.Duration // from the final heal
+	sinceEnd                             time.Duration // from the end of the workload
 	liveKeys, tombstones                 int
 	lost                                 int // acknowledged writes lost
 	problems                             int
@@ -381,14 +382,14 @@ func (s summary) String() string {
   operations   %d attempted: %d acknowledged, %d failed, %d unknown (%d deletes)
   not acked    %s
   faults       %d applied during the workload: %s; %d restarts; %d fault commands failed; %d heals missed a running node
-  convergence  %s after heal and restart
+  convergence  %s after the final heal (%s after the workload ended, restarts included)
   final state  %d live keys, %d tombstones, identical on every node: %v
   lost         %d acknowledged writes; %d problems in all`,
 		s.seed, s.seed, s.workload, s.workload, numAgents,
 		s.attempted, s.ok, s.failed, s.unknown, s.dels,
 		strings.Join(rs, ", "),
 		total, strings.Join(fs, ", "), s.restarts, s.faultErrs, s.incompleteHeals,
-		s.converge.Round(time.Millisecond),
+		s.converge.Round(time.Millisecond), s.sinceEnd.Round(time.Millisecond),
 		s.liveKeys, s.tombstones, s.problems == 0,
 		s.lost, s.problems)
 }
@@ -423,6 +424,7 @@ func runNemesis(t *testing.T, seed uint64, dur time.Duration) {
 	}()
 	nem.run(ctx)
 	wg.Wait()
+	ended := time.Now()
 
 	sum := summary{seed: seed, workload: dur, faults: map[string]int{}, reasons: map[string]int{}}
 	defer func() { t.Log(sum) }()
@@ -502,7 +504,7 @@ func runNemesis(t *testing.T, seed uint64, dur time.Duration) {
 		}
 		return true, ""
 	})
-	sum.converge = time.Since(healed)
+	sum.converge, sum.sinceEnd = time.Since(healed), time.Since(ended)
 	if err != nil {
 		failf("no convergence after heal: %v", err)
 		if last != nil {
