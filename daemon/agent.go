@@ -180,12 +180,13 @@ func (a *Agent) startSerf() error {
 		}
 		return fmt.Errorf("start gossip on %s: %w", a.cfg.Bind, err)
 	}
-	mc.Transport = newGossipTransport(nt, a.faults, a.gcounters, func(addr string) string {
+	gt := newGossipTransport(nt, a.faults, a.gcounters, func(addr string) string {
 		if v, ok := a.addrNames.Load(addr); ok {
 			return v.(string)
 		}
 		return ""
 	})
+	mc.Transport = gt
 	mc.BindAddr, mc.BindPort = host, nt.GetAutoBindPort()
 	if a.cfg.Advertise != "" {
 		h, p, _ := splitHostPort(a.cfg.Advertise)
@@ -217,7 +218,7 @@ func (a *Agent) startSerf() error {
 	}
 	s, err := serf.Create(sc)
 	if err != nil {
-		mc.Transport.Shutdown()
+		gt.abort()
 		if strings.Contains(err.Error(), "address already in use") {
 			return listenError("--bind", a.cfg.Bind, syscall.EADDRINUSE)
 		}
@@ -408,6 +409,9 @@ func (a *Agent) Delete(key string) (store.Entry, bool, error) {
 func (a *Agent) Leave() error {
 	a.leaveOnce.Do(func() {
 		a.log.Info("leaving cluster")
+		if !a.repl.flush(2 * time.Second) {
+			a.log.Warn("leaving with pushes still queued; peers get them by anti-entropy when this node is back", "pending", a.repl.pending())
+		}
 		a.leaveErr = a.serf.Leave()
 	})
 	return a.leaveErr

@@ -197,9 +197,19 @@ func (t *gossipTransport) DialAddressTimeout(addr memberlist.Address, timeout ti
 	return t.inner.DialAddressTimeout(addr, timeout)
 }
 
-func (t *gossipTransport) Shutdown() error {
+// abort stops a transport memberlist never started reading from.
+func (t *gossipTransport) abort() {
 	t.once.Do(func() { close(t.done) })
+	t.inner.Shutdown()
+	t.wg.Wait()
+}
+
+// Shutdown stops the inner transport first, while the forwarders still
+// drain it: its listeners may be blocked handing over a packet, and
+// memberlist reads our channels until this returns.
+func (t *gossipTransport) Shutdown() error {
 	err := t.inner.Shutdown()
+	t.once.Do(func() { close(t.done) })
 	t.wg.Wait()
 	return err
 }

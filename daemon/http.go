@@ -285,17 +285,18 @@ func (s *httpServer) getAll(w http.ResponseWriter, r *http.Request, key string) 
 		storeError(w, err)
 		return
 	}
-	ms := s.a.Members()
-	sort.Slice(ms, func(i, j int) bool { return ms[i].Name < ms[j].Name })
-	out := make([]NodeKV, 0, len(ms))
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, m := range ms {
-		if m.Status != "alive" && m.Status != "suspect" {
-			continue
+	var alive []Member
+	for _, m := range s.a.Members() {
+		if m.Status == "alive" || m.Status == "suspect" {
+			alive = append(alive, m)
 		}
-		i := len(out)
-		out = append(out, NodeKV{Node: m.Name, Status: m.Status})
+	}
+	sort.Slice(alive, func(i, j int) bool { return alive[i].Name < alive[j].Name })
+	// out is sized before any goroutine starts; each writes only out[i].
+	out := make([]NodeKV, len(alive))
+	var wg sync.WaitGroup
+	for i, m := range alive {
+		out[i] = NodeKV{Node: m.Name, Status: m.Status}
 		if m.Name == s.a.cfg.Name {
 			if e, err := s.a.st.Get(key); err == nil {
 				out[i].KV = toKV(e)
@@ -305,19 +306,17 @@ func (s *httpServer) getAll(w http.ResponseWriter, r *http.Request, key string) 
 			continue
 		}
 		wg.Add(1)
-		go func(i int, api string) {
+		go func(nk *NodeKV, api string) {
 			defer wg.Done()
 			kv, err := NewClientWith(api, s.hc).Get(r.Context(), "", key)
-			mu.Lock()
-			defer mu.Unlock()
 			switch {
 			case errors.Is(err, ErrKeyNotFound):
 			case err != nil:
-				out[i].Error = err.Error()
+				nk.Error = err.Error()
 			default:
-				out[i].KV = kv
+				nk.KV = kv
 			}
-		}(i, m.API)
+		}(&out[i], m.API)
 	}
 	wg.Wait()
 	writeJSON(w, http.StatusOK, out)

@@ -75,8 +75,14 @@ type replicator struct {
 	malformed    atomic.Uint64
 	lastLag      atomic.Int64 // ms
 	avgLag       atomic.Int64 // ms, EWMA
+	lagSamples   atomic.Uint64
+	inflight     atomic.Int64 // batches taken from a queue, not yet sent
 	lastSync     atomic.Int64 // unix ms
-	rtt          atomic.Int64 // ns, moving average of digest round trips
+	rtt          atomic.Int64 // ns, recent minimum of digest round trips
+
+	rttMu   sync.Mutex // guards rttRing, rttNext
+	rttRing [rttSamples]time.Duration
+	rttNext int
 
 	arrivals *arrivals // nil unless Config.TraceArrivals
 }
@@ -185,6 +191,21 @@ func (r *replicator) broadcast(es ...store.Entry) {
 	}
 }
 
+// flush waits until every queued push has been handed to its stream, for
+// at most timeout, and reports whether it got there. A node that leaves
+// calls it first, so writes it acknowledged reach the others even if it
+// never comes back.
+func (r *replicator) flush(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for r.pending() > 0 || r.inflight.Load() > 0 {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
+
 // pending returns the number of entries queued for all peers.
 func (r *replicator) pending() int {
 	n := 0
@@ -221,21 +242,28 @@ func (r *replicator) pushLoop(p *peer) {
 		p.mu.Lock()
 		batch := p.pending
 		p.pending, p.pendingBytes = nil, 0
+		r.inflight.Add(1) // before unlocking, so flush never sees neither
 		p.mu.Unlock()
-		for len(batch) > 0 {
-			n, size := 0, 0
-			for n < len(batch) && (n == 0 || size < pushChunk) {
-				size += len(batch[n].Key) + len(batch[n].Value) + 32
-				n++
-			}
-			if err := r.push(p, batch[:n]); err != nil {
-				r.pushesFailed.Add(1)
-				r.log.Debug("push failed; anti-entropy will repair", "peer", p.name, "entries", n, "err", err)
-				r.requestSync(p.name)
-				break
-			}
-			batch = batch[n:]
+		r.sendBatch(p, batch)
+		r.inflight.Add(-1)
+	}
+}
+
+// sendBatch pushes entries to p in messages of at most pushChunk bytes.
+func (r *replicator) sendBatch(p *peer, batch []store.Entry) {
+	for len(batch) > 0 {
+		n, size := 0, 0
+		for n < len(batch) && (n == 0 || size < pushChunk) {
+			size += len(batch[n].Key) + len(batch[n].Value) + 32
+			n++
 		}
+		if err := r.push(p, batch[:n]); err != nil {
+			r.pushesFailed.Add(1)
+			r.log.Debug("push failed; anti-entropy will repair", "peer", p.name, "entries", n, "err", err)
+			r.requestSync(p.name)
+			return
+		}
+		batch = batch[n:]
 	}
 }
 
@@ -252,7 +280,8 @@ func (r *replicator) push(p *peer, es []store.Entry) error {
 const maxPushWindow = 250 * time.Millisecond
 
 // pushWindow is how long a push waits to gather more writes: about one
-// round trip to the peers (measured on anti-entropy calls), at least the
+// round trip to the peers (the smallest of the last rttSamples anti-entropy
+// digest calls, so one slow call does not hold pushes back), at least the
 // configured window and at most maxPushWindow. A push cannot reach a peer
 // faster than the link allows anyway, so waiting about that long costs a
 // bounded share of latency and, on a slow link, saves most messages: with
@@ -262,14 +291,21 @@ func (r *replicator) pushWindow() time.Duration {
 	return min(max(w, r.window), maxPushWindow)
 }
 
-// noteRTT folds one measured round trip into the moving average.
+// rttSamples is how many recent round trips pushWindow takes the minimum of.
+const rttSamples = 8
+
+// noteRTT records one measured round trip. The minimum over recent calls
+// estimates the link's delay; larger samples are queueing or a busy peer.
 func (r *replicator) noteRTT(d time.Duration) {
-	old := r.rtt.Load()
-	if old == 0 {
-		r.rtt.Store(int64(d))
-		return
+	r.rttMu.Lock()
+	defer r.rttMu.Unlock()
+	r.rttRing[r.rttNext%rttSamples] = d
+	r.rttNext++
+	lo := d
+	for _, x := range r.rttRing[:min(r.rttNext, rttSamples)] {
+		lo = min(lo, x)
 	}
-	r.rtt.Store(old + (int64(d)-old)/8)
+	r.rtt.Store(int64(lo))
 }
 
 // requestSync asks the sync loop to reconcile with the peer soon.
@@ -477,14 +513,17 @@ func (r *replicator) noteApplied(es []store.Entry) {
 	}
 	r.arrivals.record(es)
 	r.applied.Add(uint64(len(es)))
-	now := r.now().UnixMilli()
-	lag := now - es[len(es)-1].Version.TS.WallMillis()
-	if lag < 0 {
-		lag = 0
+	var newest store.Timestamp
+	for _, e := range es {
+		newest = max(newest, e.Version.TS)
 	}
+	lag := max(r.now().UnixMilli()-newest.WallMillis(), 0)
 	r.lastLag.Store(lag)
-	old := r.avgLag.Load()
-	r.avgLag.Store(old + (lag-old)/8)
+	if old := r.avgLag.Load(); r.lagSamples.Add(1) == 1 {
+		r.avgLag.Store(lag)
+	} else {
+		r.avgLag.Store(old + (lag-old)/8)
+	}
 }
 
 // frame joins byte strings, each prefixed by its length.
