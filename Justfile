@@ -19,4 +19,12 @@ up:
 
 # Run the unattended example scripts against a fresh build.
 examples: build
-    PEERCTL=./bin/peerctl examples/three-nodes/run.sh
+    for s in examples/*/run.sh; do echo "== $s"; PEERCTL=$PWD/bin/peerctl bash "$s" || exit 1; done
+
+# A long nemesis run: faults under load, then check nothing acknowledged was lost.
+nemesis duration="10m" seed="":
+    NEMESIS_DURATION={{duration}} NEMESIS_SEED={{seed}} go test ./e2e/nemesis -run Nemesis -v -timeout 60m
+
+# Benchmarks (see BENCHMARKS.md); e.g. `just bench propagation --preset glomers`.
+bench *args: build
+    ./bin/peerctl bench {{args}}
