@@ -174,6 +174,24 @@ func (f *Faults) Paused() bool {
 	return false
 }
 
+// CutOff reports whether the node must not answer anything at all: it is
+// paused, or drops everything it sends to every peer (isolated). Accepted
+// connections are then closed too, since every reply would go to a peer.
+func (f *Faults) CutOff() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.rules) == 0 {
+		return false
+	}
+	f.expire()
+	for _, r := range f.rules {
+		if r.Kind == FaultPause || (r.Kind == FaultDrop && len(r.Peers) == 0) {
+			return true
+		}
+	}
+	return false
+}
+
 // Outbound decides the fate of one message to peer: dropped, or sent after
 // the returned delay (0 for now).
 func (f *Faults) Outbound(peer string) (drop bool, delay time.Duration) {

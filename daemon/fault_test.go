@@ -215,3 +215,20 @@ func TestPartitionStopsReplicationAndHealRestores(t *testing.T) {
 		}
 	}
 }
+
+func TestFaultsCutOff(t *testing.T) {
+	f := NewFaults(1)
+	f.Add(Rule{ID: "p", Kind: FaultDrop, Peers: []string{"b"}})
+	if f.CutOff() {
+		t.Error("a cut toward one peer cut the node off from all")
+	}
+	f.Add(Rule{ID: "i", Kind: FaultDrop})
+	if !f.CutOff() {
+		t.Error("isolated node (drop to all) not cut off")
+	}
+	f.Heal("i")
+	f.Add(Rule{ID: "z", Kind: FaultPause})
+	if !f.CutOff() {
+		t.Error("paused node not cut off")
+	}
+}

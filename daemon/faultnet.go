@@ -114,7 +114,7 @@ func (t *gossipTransport) forwardStreams() {
 	for {
 		select {
 		case c := <-t.inner.StreamCh():
-			if t.f.Paused() {
+			if t.f.CutOff() {
 				c.Close()
 				continue
 			}

@@ -219,10 +219,57 @@ func (a *Agent) reachable() []Member {
 	return out
 }
 
-// eachNode calls fn for every reachable member in parallel and collects
-// the results in name order.
-func (a *Agent) eachNode(names []string, fn func(m Member) NodeFaults) []NodeFaults {
-	ms := a.reachable()
+// discover returns every member whose API can be asked, as known to this
+// node or to any member it knows, transitively. A node that restarted a
+// moment ago, or that is cut off, may not know every member itself; the
+// nodes that hold fault rules must all be reached, or a heal would leave
+// rules in place.
+func (s *httpServer) discover(ctx context.Context) []Member {
+	known := map[string]Member{}
+	var frontier []Member
+	for _, m := range s.a.reachable() {
+		known[m.Name] = m
+		frontier = append(frontier, m)
+	}
+	for round := 0; round < 3 && len(frontier) > 0; round++ {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		var next []Member
+		for _, m := range frontier {
+			if m.Name == s.a.cfg.Name {
+				continue
+			}
+			wg.Add(1)
+			go func(m Member) {
+				defer wg.Done()
+				var ms []Member
+				if err := s.callNode(ctx, m, "GET", "/v1/members", nil, &ms); err != nil {
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for _, o := range ms {
+					if _, ok := known[o.Name]; !ok && o.Status != serf.StatusLeft.String() && o.API != "" {
+						known[o.Name] = o
+						next = append(next, o)
+					}
+				}
+			}(m)
+		}
+		wg.Wait()
+		frontier = next
+	}
+	out := make([]Member, 0, len(known))
+	for _, m := range known {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// eachNode calls fn for each of ms (only those named, if names is not nil)
+// in parallel and collects the results in name order.
+func eachNode(ms []Member, names []string, fn func(m Member) NodeFaults) []NodeFaults {
 	var out []NodeFaults
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -263,8 +310,9 @@ func (s *httpServer) postFaults(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("bad fault request: %w", err))
 		return
 	}
+	members := s.discover(r.Context())
 	var names []string
-	for _, m := range s.a.reachable() {
+	for _, m := range members {
 		names = append(names, m.Name)
 	}
 	id := newFaultID()
@@ -278,7 +326,7 @@ func (s *httpServer) postFaults(w http.ResponseWriter, r *http.Request) {
 		involved = append(involved, n)
 	}
 	res := FaultResult{ID: id}
-	res.Nodes = s.a.eachNode(involved, func(m Member) NodeFaults {
+	res.Nodes = eachNode(members, involved, func(m Member) NodeFaults {
 		seed := req.Seed
 		if seed != 0 {
 			h := fnv.New64a()
@@ -299,7 +347,7 @@ func (s *httpServer) getFaults(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.a.faults.Rules())
 		return
 	}
-	writeJSON(w, http.StatusOK, s.a.eachNode(nil, func(m Member) NodeFaults {
+	writeJSON(w, http.StatusOK, eachNode(s.discover(r.Context()), nil, func(m Member) NodeFaults {
 		nf := NodeFaults{Node: m.Name}
 		if err := s.callNode(r.Context(), m, "GET", "/v1/faults", nil, &nf.Rules); err != nil {
 			nf.Error = err.Error()
@@ -314,7 +362,7 @@ func (s *httpServer) deleteFaults(w http.ResponseWriter, r *http.Request) {
 	if target != "" {
 		path += "?target=" + url.QueryEscape(target)
 	}
-	writeJSON(w, http.StatusOK, s.a.eachNode(nil, func(m Member) NodeFaults {
+	writeJSON(w, http.StatusOK, eachNode(s.discover(r.Context()), nil, func(m Member) NodeFaults {
 		nf := NodeFaults{Node: m.Name}
 		var res struct {
 			Healed int `json:"healed"`

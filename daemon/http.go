@@ -381,8 +381,8 @@ func (s *httpServer) stream(w http.ResponseWriter, r *http.Request) {
 		if _, err := io.ReadFull(br, body); err != nil {
 			return
 		}
-		if s.a.faults.Paused() {
-			continue // a frozen process reads nothing
+		if s.a.faults.CutOff() {
+			continue // frozen or isolated: nothing gets through
 		}
 		if _, err := s.a.repl.handleOneWay(kinds[k], body); err != nil {
 			s.a.log.Warn("rejected replication message", "kind", kinds[k], "from", from, "err", err)
@@ -392,8 +392,8 @@ func (s *httpServer) stream(w http.ResponseWriter, r *http.Request) {
 
 // internal serves replication messages from peers (replicate.go).
 func (s *httpServer) internal(w http.ResponseWriter, r *http.Request) {
-	if s.a.faults.Paused() {
-		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("node is paused (fault injection)"))
+	if s.a.faults.CutOff() {
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("node is paused or isolated (fault injection)"))
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxMessage))
