@@ -78,10 +78,14 @@ func runBenchMemory(c *cli.Context) error {
 		{"serve_first_ms", "start → serving, first node", "ms"},
 		{"serve_median_ms", "start → serving, median node", "ms"},
 		{"rss_idle_mb", "idle RSS, empty store", "MB"},
+		{"idle_heap_mb", "  of which Go heap in use", "MB"},
+		{"idle_gosys_mb", "  Go runtime total (heap, stacks, ...)", "MB"},
 	}
 	targets := []benchTarget{{"rss_idle_mb", "goal", "<=", 30, ""}, {"rss_idle_mb", "serf", "<=", 17, "serf agent idle"}}
 	if p.Keys > 0 {
 		defs = append(defs, metricDef{"rss_loaded_mb", fmt.Sprintf("idle RSS, %d keys", p.Keys), "MB"},
+			metricDef{"loaded_heap_mb", "  of which Go heap in use", "MB"},
+			metricDef{"loaded_gosys_mb", "  Go runtime total (heap, stacks, ...)", "MB"},
 			metricDef{"load_rate", "load write rate", "/s"})
 		note := ""
 		if p.Keys != 100000 {
@@ -159,6 +163,7 @@ func memoryRep(ctx context.Context, o *benchOpts, p memoryParams, rep int, m map
 			return err
 		}
 		m["rss_idle_mb"] = rss
+		heapStats(ctx, cl, m, "idle")
 		o.say("  start → serving: first %s, median %s; idle RSS %.1f MB", fmtFigure(m["serve_first_ms"], "ms"), fmtFigure(m["serve_median_ms"], "ms"), rss)
 		if p.Keys == 0 {
 			return nil
@@ -176,9 +181,29 @@ func memoryRep(ctx context.Context, o *benchOpts, p memoryParams, rep int, m map
 			return err
 		}
 		m["rss_loaded_mb"] = rss
+		heapStats(ctx, cl, m, "loaded")
 		o.say("  idle RSS with %d keys: %.1f MB", p.Keys, rss)
 		return nil
 	})
+}
+
+// heapStats records the median over the nodes of the Go heap in use and
+// of all memory the Go runtime holds, from /metrics, as WHEN_heap_mb and
+// WHEN_gosys_mb: what RSS holds beyond them is off the Go heap (mmapped
+// files, C allocations).
+func heapStats(ctx context.Context, cl *benchCluster, m map[string]float64, when string) {
+	ps, err := cl.metricsAll(ctx, cl.all())
+	if err != nil {
+		return
+	}
+	var heap, sys []float64
+	for _, p := range ps {
+		heap = append(heap, p["go_memstats_heap_inuse_bytes"]/(1<<20))
+		sys = append(sys, p["go_memstats_sys_bytes"]/(1<<20))
+	}
+	sort.Float64s(heap)
+	sort.Float64s(sys)
+	m[when+"_heap_mb"], m[when+"_gosys_mb"] = median(heap), median(sys)
 }
 
 // idleRSS waits d and returns the median RSS of the nodes in MB (2^20).
