@@ -237,9 +237,9 @@ func faultErrors(nodes []daemon.NodeFaults, err error, down map[*agent]time.Time
 }
 
 // finish restarts every killed agent and heals every fault, through the
-// agent that has run longest: a daemon fans a heal out to the members it
-// knows, and one restarted a moment ago may not know them all yet (see
-// README.md, "What it found").
+// agent started most recently: it may not know every member yet, so this
+// checks that a heal reaches every node all the same (see README.md,
+// "What it found").
 func (n *nemesis) finish() error {
 	var due []*agent
 	for a := range n.down {
@@ -256,7 +256,7 @@ func (n *nemesis) finish() error {
 	}
 	ctl := n.c.agents[0]
 	for _, a := range n.c.agents {
-		if a.current().started.Before(ctl.current().started) {
+		if a.current().started.After(ctl.current().started) {
 			ctl = a
 		}
 	}
