@@ -1,13 +1,12 @@
 package e2e
 
 import (
-	"errors"
-	"os/exec"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/peerctl/peerctl/e2e/internal/procs"
 )
 
 // TestClusterLifecycle walks a cluster through what a user does first:
@@ -23,22 +22,21 @@ func TestClusterLifecycle(t *testing.T) {
 	took := waitStatus(t, formTimeout, []node{n1, n2, n3}, "alive", "n1", "n2", "n3")
 	t.Logf("3 nodes formed a cluster in %s", took)
 
-	mustCLI(t, n1.api, "put", "greeting", "hello")
-	mustCLI(t, n1.api, "put", "colour", "blue")
+	peerctl.MustCLI(t, n1.api, "put", "greeting", "hello")
+	peerctl.MustCLI(t, n1.api, "put", "colour", "blue")
 	t.Logf("a write at n1 was read at n2 after %s", waitValue(t, n2, "greeting", "hello"))
 
 	// The kill goes through n1, which forwards it to n3's API.
-	mustCLI(t, n1.api, "kill", "n3")
-	var ee *exec.ExitError
-	if err := p3.wait(t, 5*time.Second); !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+	peerctl.MustCLI(t, n1.api, "kill", "n3")
+	if err := p3.Wait(t, 5*time.Second); !p3.DiedBySIGKILL() {
 		t.Fatalf("n3 exit status = %v; want killed by SIGKILL", err)
 	}
 	took = waitStatus(t, detectTimeout, []node{n1, n2}, "failed", "n3")
 	t.Logf("both survivors marked n3 failed %s after it died", took)
 
-	mustCLI(t, n2.api, "put", "greeting", "written while n3 was down")
-	mustCLI(t, n2.api, "put", "missed", "by n3")
-	mustCLI(t, n1.api, "del", "colour")
+	peerctl.MustCLI(t, n2.api, "put", "greeting", "written while n3 was down")
+	peerctl.MustCLI(t, n2.api, "put", "missed", "by n3")
+	peerctl.MustCLI(t, n1.api, "del", "colour")
 	waitValue(t, n1, "greeting", "written while n3 was down")
 
 	// The data dir alone brings n3 back: name and ports come from its
@@ -48,7 +46,7 @@ func TestClusterLifecycle(t *testing.T) {
 	t.Logf("restarted n3 was alive to all after %s", took)
 	waitValue(t, n3, "greeting", "written while n3 was down")
 	waitValue(t, n3, "missed", "by n3")
-	if r := cli(t, n3.api, "get", "colour"); r.code != 1 {
+	if r := peerctl.CLI(t, n3.api, "get", "colour"); r.Code != 1 {
 		t.Errorf("get colour at n3 after its deletion: %v; want exit 1", r)
 	}
 
@@ -113,10 +111,10 @@ func TestAgentStartErrors(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			b := newNode(t, "b")
 			p := start(t, "b", c.args(b)...)
-			if err := p.wait(t, cmdTimeout); err == nil {
+			if err := p.Wait(t, procs.CmdTimeout); err == nil {
 				t.Fatalf("second agent exited 0; want non-zero")
 			}
-			out := strings.TrimSpace(p.output())
+			out := strings.TrimSpace(p.Output())
 			if strings.Count(out, "\n") != 0 || !strings.HasPrefix(out, "peerctl: ") || !strings.Contains(out, c.want) {
 				t.Errorf("output = %q; want one line \"peerctl: ...\" mentioning %q", out, c.want)
 			}
@@ -124,8 +122,8 @@ func TestAgentStartErrors(t *testing.T) {
 	}
 
 	t.Run("get missing key", func(t *testing.T) {
-		r := cli(t, a.api, "get", "no-such-key")
-		if r.code != 1 || r.stdout != "" || !strings.Contains(r.stderr, "not found") {
+		r := peerctl.CLI(t, a.api, "get", "no-such-key")
+		if r.Code != 1 || r.Stdout != "" || !strings.Contains(r.Stderr, "not found") {
 			t.Errorf("get no-such-key: %v; want exit 1 and \"not found\" on stderr", r)
 		}
 	})

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/peerctl/peerctl/e2e/internal/procs"
 )
 
 // exampleTimeout bounds one examples/*/run.sh.
@@ -69,9 +71,9 @@ func runExample(t *testing.T, bash, script string) {
 	defer f.Close()
 	tmp := t.TempDir()
 	cmd := exec.Command(bash, script)
-	cmd.Env = append(cleanEnv(),
-		"PEERCTL="+peerctl,
-		"BASE_PORT="+strconv.Itoa(freePorts(t, 20)),
+	cmd.Env = append(procs.CleanEnv(),
+		"PEERCTL="+peerctl.Path,
+		"BASE_PORT="+strconv.Itoa(procs.FreePorts(t, 20)),
 		"TMPDIR="+tmp)
 	cmd.Stdout, cmd.Stderr = f, f
 	// The script and the agents it starts share a new process group,
@@ -98,7 +100,7 @@ func runExample(t *testing.T, bash, script string) {
 		syscall.Kill(-pgid, syscall.SIGTERM) // the script's trap stops its agents
 		select {
 		case <-done:
-		case <-time.After(stopGrace):
+		case <-time.After(procs.StopGrace):
 			syscall.Kill(-pgid, syscall.SIGKILL)
 			<-done
 		}
@@ -112,5 +114,5 @@ func runExample(t *testing.T, bash, script string) {
 	if left, _ := os.ReadDir(tmp); len(left) > 0 {
 		t.Errorf("%s left %s in its TMPDIR; want it removed at exit", script, left[0].Name())
 	}
-	t.Logf("%s passed in %s; output ends:\n%s", script, took, tail(string(b), 8))
+	t.Logf("%s passed in %s; output ends:\n%s", script, took, procs.Tail(string(b), 8))
 }
