@@ -9,70 +9,29 @@
 // TestMain builds the binary once. Every daemon a test starts is stopped by
 // PID when the test ends, pass or fail (SIGTERM, then SIGKILL), and reaped;
 // TestMain then checks with pgrep that none is left. `go test -short` skips
-// the tests that start processes.
+// the tests that start processes. The process harness is shared with e2e,
+// in e2e/internal/procs.
 package nemesis
 
 import (
-	"flag"
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/peerctl/peerctl/e2e/internal/procs"
 )
 
-// peerctl is the path of the binary under test, built by TestMain; "" in
-// -short mode.
-var peerctl string
+// peerctl is the binary under test, built by TestMain; nil in -short mode.
+var peerctl *procs.Binary
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	flag.Parse()
-	if testing.Short() {
-		return m.Run() // the checker's own tests need no binary
-	}
-	dir, err := os.MkdirTemp("", "peerctl-nemesis-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "nemesis:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	peerctl = filepath.Join(dir, "peerctl")
-	// Built without -race even under `go test -race`, as e2e does: the
-	// daemons are separate processes whose timing the test measures. The
-	// clients and the nemesis run in this (race-checked) test binary.
-	build := exec.Command("go", "build", "-o", peerctl, ".")
-	build.Dir = "../.." // the module root
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "nemesis: build peerctl: %v\n%s", err, out)
-		return 1
-	}
-	code := m.Run()
-	if left := leftovers(peerctl); len(left) > 0 {
-		fmt.Fprintf(os.Stderr, "nemesis: processes of %s still running after the tests: %s\n", peerctl, strings.Join(left, ", "))
-		return 1
-	}
-	return code
-}
-
-// leftovers returns the PIDs of running processes whose command line
-// contains pattern (pgrep -f).
-func leftovers(pattern string) []string {
-	out, err := exec.Command("pgrep", "-f", pattern).Output()
-	if err != nil {
-		return nil // exit 1: none; pgrep missing: nothing to report
-	}
-	return strings.Fields(string(out))
+	// Under -short the checker's own tests run; those that start daemons skip.
+	os.Exit(procs.Main(m, "nemesis", "../..", &peerctl))
 }
 
 // needBinary skips a test that starts processes in -short mode.
 func needBinary(tb testing.TB) {
 	tb.Helper()
-	if peerctl == "" {
+	if peerctl == nil {
 		tb.Skip("starts daemons: skipped in -short mode")
 	}
 }

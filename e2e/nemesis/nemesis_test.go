@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/e2e/internal/procs"
 )
 
 // Settings of the nemesis run; README.md documents the variables.
@@ -103,7 +104,7 @@ func (n *nemesis) restartDue(now time.Time) {
 	for _, a := range due {
 		delete(n.down, a)
 		err := n.c.restart(a)
-		n.record("restart", fmt.Sprintf("%s with `agent --data-dir` only, pid %d", a.name, a.current().pid()), nil, err)
+		n.record("restart", fmt.Sprintf("%s with `agent --data-dir` only, pid %d", a.name, a.current().PID()), nil, err)
 	}
 }
 
@@ -139,7 +140,7 @@ func (n *nemesis) step() {
 			how = "peerctl kill through " + via.name
 		}
 		downFor := 2*time.Second + time.Duration(n.rng.Int64N(int64(6*time.Second)))
-		pid := victim.current().pid()
+		pid := victim.current().PID()
 		err := n.c.kill(victim, via)
 		n.down[victim] = time.Now().Add(downFor)
 		n.record("kill", fmt.Sprintf("%s (pid %d, %s), down for %s", victim.name, pid, how, downFor.Round(time.Millisecond)), nil, err)
@@ -249,14 +250,14 @@ func (n *nemesis) finish() error {
 	for _, a := range due {
 		delete(n.down, a)
 		err := n.c.restart(a)
-		n.record("restart", fmt.Sprintf("%s with `agent --data-dir` only, pid %d (final)", a.name, a.current().pid()), nil, err)
+		n.record("restart", fmt.Sprintf("%s with `agent --data-dir` only, pid %d (final)", a.name, a.current().PID()), nil, err)
 		if err != nil {
 			return err
 		}
 	}
 	ctl := n.c.agents[0]
 	for _, a := range n.c.agents {
-		if a.current().started.After(ctl.current().started) {
+		if a.current().Started.After(ctl.current().Started) {
 			ctl = a
 		}
 	}
@@ -477,7 +478,7 @@ func runNemesis(t *testing.T, seed uint64, dur time.Duration) {
 	}
 	healed := time.Now()
 	var last *daemon.CheckResult
-	took, err := waitFor(convergeTimeout, func() (bool, string) {
+	took, err := procs.WaitFor(convergeTimeout, poll, func() (bool, string) {
 		if ok, why := c.allAlive(); !ok {
 			return false, why
 		}
@@ -578,11 +579,11 @@ func runNemesis(t *testing.T, seed uint64, dur time.Duration) {
 	}
 	for _, a := range c.agents {
 		for _, p := range a.all() {
-			if p.exited() && !p.diedBySIGKILL() {
-				failf("%s (pid %d) exited with %v; the nemesis only kills with SIGKILL", p.name, p.pid(), p.err)
+			if p.Exited() && !p.DiedBySIGKILL() {
+				failf("%s (pid %d) exited with %v; the nemesis only kills with SIGKILL", p.Name, p.PID(), p.Err())
 			}
-			if out := p.output(); strings.Contains(out, "panic:") || strings.Contains(out, "fatal error:") {
-				failf("%s (pid %d) log shows a panic:\n%s", p.name, p.pid(), tail(out, 40))
+			if out := p.Output(); strings.Contains(out, "panic:") || strings.Contains(out, "fatal error:") {
+				failf("%s (pid %d) log shows a panic:\n%s", p.Name, p.PID(), procs.Tail(out, 40))
 			}
 		}
 	}

@@ -1,16 +1,10 @@
 package nemesis
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,141 +15,24 @@ import (
 	"time"
 
 	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/e2e/internal/procs"
 )
 
 // Timeouts. They hold on a loaded 2-core CI machine running `go test -race
-// ./...`, with other packages' tests running at the same time.
+// ./...`, with other packages' tests running at the same time. procs has
+// the timeouts of one client command and of stopping a daemon.
 const (
 	readyTimeout = 20 * time.Second // a started daemon serves its API
 	formTimeout  = 30 * time.Second // five daemons see each other alive
 	killTimeout  = 10 * time.Second // a killed daemon has exited
-	stopGrace    = 10 * time.Second // SIGTERM before SIGKILL
 	apiTimeout   = 5 * time.Second  // one control call (faults, check, members)
 	poll         = 100 * time.Millisecond
 )
 
-// Ports are drawn from below Linux's ephemeral range, so that an outgoing
-// connection's local port cannot take one between the check and the bind.
-// handed remembers what this process gave out, as a closed port looks free
-// again. (The same scheme as e2e/harness_test.go.)
-var ports struct {
-	mu     sync.Mutex
-	handed map[int]bool
-}
-
-// freePorts returns n consecutive ports, free on loopback for TCP and UDP
-// when checked, and not handed out before by this process.
-func freePorts(tb testing.TB, n int) int {
-	tb.Helper()
-	ports.mu.Lock()
-	defer ports.mu.Unlock()
-	if ports.handed == nil {
-		ports.handed = map[int]bool{}
-	}
-	const low, high = 20000, 32000
-	for range 200 {
-		base := low + rand.IntN(high-low-n)
-		if portsFree(base, n) {
-			for p := base; p < base+n; p++ {
-				ports.handed[p] = true
-			}
-			return base
-		}
-	}
-	tb.Fatalf("no %d consecutive free ports between %d and %d", n, low, high)
-	return 0
-}
-
-// portsFree checks base..base+n-1; ports.mu is held.
-func portsFree(base, n int) bool {
-	var held []io.Closer
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
-	for p := base; p < base+n; p++ {
-		if ports.handed[p] {
-			return false
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			return false
-		}
-		held = append(held, l)
-		u, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			return false
-		}
-		held = append(held, u)
-	}
-	return true
-}
-
 // proc is one run of a peerctl process.
 type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	log     string        // file with its stdout and stderr
-	done    chan struct{} // closed once it has exited and been reaped
-	err     error         // exit status, set before done is closed
-	started time.Time
-	exitAt  time.Time   // set before done is closed
-	killed  atomic.Bool // the nemesis killed it: its death is expected
-	termed  atomic.Bool // the test stopped it: SIGTERM sent
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// output returns what p has printed so far.
-func (p *proc) output() string {
-	b, _ := os.ReadFile(p.log)
-	return string(b)
-}
-
-// term sends SIGTERM once: the agent leaves the cluster and exits. A
-// second SIGTERM would make it exit at once.
-func (p *proc) term() {
-	if !p.termed.Swap(true) {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-	}
-}
-
-// stop stops p by PID, SIGTERM then SIGKILL after stopGrace, and waits
-// until it has been reaped.
-func (p *proc) stop(tb testing.TB) {
-	if p.exited() {
-		return
-	}
-	p.term()
-	select {
-	case <-p.done:
-		return
-	case <-time.After(stopGrace):
-	}
-	tb.Errorf("%s (pid %d) did not stop within %s of SIGTERM; killing it", p.name, p.pid(), stopGrace)
-	p.cmd.Process.Kill()
-	<-p.done
-}
-
-// diedBySIGKILL reports whether p exited from SIGKILL.
-func (p *proc) diedBySIGKILL() bool {
-	var ee *exec.ExitError
-	if !errors.As(p.err, &ee) {
-		return false
-	}
-	ws, ok := ee.Sys().(syscall.WaitStatus)
-	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
+	*procs.Proc
+	killed atomic.Bool // the nemesis killed it: its death is expected
 }
 
 // agent is one member of the test cluster across its restarts: fixed name,
@@ -176,7 +53,7 @@ func (a *agent) current() *proc {
 }
 
 // running reports whether the latest process has not exited.
-func (a *agent) running() bool { return !a.current().exited() }
+func (a *agent) running() bool { return !a.current().Exited() }
 
 // all returns every process that ran the agent.
 func (a *agent) all() []*proc {
@@ -206,7 +83,7 @@ func newCluster(tb testing.TB, n int, seed uint64) *cluster {
 	// Registered first, so it runs last: after every process has been
 	// stopped, none of this test's may remain.
 	tb.Cleanup(func() {
-		if left := leftovers(c.root); len(left) > 0 {
+		if left := procs.Leftovers(c.root); len(left) > 0 {
 			tb.Errorf("processes still running after stopping the cluster: %s", strings.Join(left, ", "))
 			for _, pid := range left {
 				if p, err := strconv.Atoi(pid); err == nil {
@@ -217,7 +94,7 @@ func newCluster(tb testing.TB, n int, seed uint64) *cluster {
 	})
 	tb.Cleanup(c.stopAll)
 	for i := range n {
-		p := freePorts(tb, 2)
+		p := procs.FreePorts(tb, 2)
 		c.agents = append(c.agents, &agent{
 			name:   fmt.Sprintf("n%d", i+1),
 			gossip: net.JoinHostPort("127.0.0.1", strconv.Itoa(p)),
@@ -255,33 +132,17 @@ func (c *cluster) run(a *agent, args ...string) *proc {
 	c.tb.Helper()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	log := filepath.Join(c.root, fmt.Sprintf("%s.%d.log", a.name, len(a.procs)+1))
-	f, err := os.Create(log)
-	if err != nil {
-		c.tb.Fatal(err)
-	}
-	defer f.Close()
-	cmd := exec.Command(peerctl, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = cleanEnv()
-	// Its own process group: a Ctrl-C meant for `go test` is not a signal
-	// to the agents; cleanup stops them by PID.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		c.tb.Fatalf("start %s: %v", a.name, err)
-	}
-	p := &proc{name: fmt.Sprintf("%s#%d", a.name, len(a.procs)+1), cmd: cmd, log: log, done: make(chan struct{}), started: time.Now()}
+	n := len(a.procs) + 1
+	p := &proc{}
+	p.Proc = peerctl.Start(c.tb, fmt.Sprintf("%s#%d", a.name, n), filepath.Join(c.root, fmt.Sprintf("%s.%d.log", a.name, n)),
+		func(q *procs.Proc, err error) {
+			if !p.killed.Load() && !q.Termed() {
+				c.mu.Lock()
+				c.unexpected = append(c.unexpected, fmt.Sprintf("%s (pid %d) exited at +%s: %v", q.Name, q.PID(), c.since().Round(time.Millisecond), err))
+				c.mu.Unlock()
+			}
+		}, args...)
 	a.procs = append(a.procs, p)
-	go func() {
-		p.err = cmd.Wait()
-		p.exitAt = time.Now()
-		if !p.killed.Load() && !p.termed.Load() {
-			c.mu.Lock()
-			c.unexpected = append(c.unexpected, fmt.Sprintf("%s (pid %d) exited at +%s: %v", p.name, p.pid(), c.since().Round(time.Millisecond), p.err))
-			c.mu.Unlock()
-		}
-		close(p.done)
-	}()
 	return p
 }
 
@@ -300,14 +161,14 @@ func (c *cluster) waitReady(a *agent) error {
 		ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
 		info, err := c.client(a).Info(ctx, "")
 		cancel()
-		if err == nil && info.PID == p.pid() {
+		if err == nil && info.PID == p.PID() {
 			return nil
 		}
-		if p.exited() {
-			return fmt.Errorf("%s (pid %d) exited before it served: %v\n%s", p.name, p.pid(), p.err, tail(p.output(), 20))
+		if p.Exited() {
+			return fmt.Errorf("%s (pid %d) exited before it served: %v\n%s", p.Name, p.PID(), p.Err(), procs.Tail(p.Output(), 20))
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s (pid %d) does not serve its API at %s after %s: %v", p.name, p.pid(), a.api, readyTimeout, err)
+			return fmt.Errorf("%s (pid %d) does not serve its API at %s after %s: %v", p.Name, p.PID(), a.api, readyTimeout, err)
 		}
 		time.Sleep(poll) // a polling interval
 	}
@@ -318,13 +179,13 @@ func (c *cluster) waitReady(a *agent) error {
 // has been reaped.
 func (c *cluster) kill(a *agent, via *agent) error {
 	p := a.current()
-	if p.exited() {
+	if p.Exited() {
 		return fmt.Errorf("%s is not running", a.name)
 	}
 	p.killed.Store(true)
 	if via == nil {
-		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			return fmt.Errorf("kill %s (pid %d): %w", a.name, p.pid(), err)
+		if err := p.Kill(); err != nil {
+			return fmt.Errorf("kill %s (pid %d): %w", a.name, p.PID(), err)
 		}
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
@@ -332,16 +193,16 @@ func (c *cluster) kill(a *agent, via *agent) error {
 		cancel()
 		if err != nil {
 			// The request may not have reached it: make sure it dies.
-			p.cmd.Process.Signal(syscall.SIGKILL)
+			p.Kill()
 		}
 	}
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-time.After(killTimeout):
-		return fmt.Errorf("%s (pid %d) still runs %s after kill", a.name, p.pid(), killTimeout)
+		return fmt.Errorf("%s (pid %d) still runs %s after kill", a.name, p.PID(), killTimeout)
 	}
-	if !p.diedBySIGKILL() {
-		return fmt.Errorf("%s (pid %d) exit status %v; want killed by SIGKILL", a.name, p.pid(), p.err)
+	if !p.DiedBySIGKILL() {
+		return fmt.Errorf("%s (pid %d) exit status %v; want killed by SIGKILL", a.name, p.PID(), p.Err())
 	}
 	return nil
 }
@@ -352,23 +213,23 @@ func (c *cluster) stopAll() {
 	var running []*proc
 	for _, a := range c.agents {
 		for _, p := range a.all() {
-			if !p.exited() {
+			if !p.Exited() {
 				running = append(running, p)
 			}
 		}
 	}
 	for i, p := range running {
 		if i > 0 {
-			p.term()
+			p.Term()
 		}
 	}
 	for i := len(running) - 1; i >= 0; i-- {
-		running[i].stop(c.tb)
+		running[i].Stop(c.tb)
 	}
 	if c.tb.Failed() {
 		for _, a := range c.agents {
 			for _, p := range a.all() {
-				c.tb.Logf("%s (pid %d) log %s, last lines:\n%s", p.name, p.pid(), p.log, tail(p.output(), 30))
+				c.tb.Logf("%s (pid %d) log %s, last lines:\n%s", p.Name, p.PID(), p.Log, procs.Tail(p.Output(), 30))
 			}
 		}
 	}
@@ -428,7 +289,7 @@ func (c *cluster) allAlive() (bool, string) {
 
 // waitAllAlive polls allAlive until it holds or timeout passes.
 func (c *cluster) waitAllAlive(timeout time.Duration) (time.Duration, error) {
-	return waitFor(timeout, c.allAlive)
+	return procs.WaitFor(timeout, poll, c.allAlive)
 }
 
 // unexpectedDeaths lists processes that exited without the nemesis or the
@@ -437,46 +298,4 @@ func (c *cluster) unexpectedDeaths() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]string(nil), c.unexpected...)
-}
-
-// waitFor polls cond until it holds or timeout passes, and returns how
-// long it took, or an error with cond's last reason.
-func waitFor(timeout time.Duration, cond func() (bool, string)) (time.Duration, error) {
-	start := time.Now()
-	for {
-		ok, why := cond()
-		if ok {
-			return time.Since(start), nil
-		}
-		if time.Since(start) > timeout {
-			return time.Since(start), fmt.Errorf("not within %s: %s", timeout, why)
-		}
-		time.Sleep(poll) // a polling interval, not a wait for an outcome
-	}
-}
-
-// cleanEnv is the environment without PEERCTL_* variables, which would
-// change the flags of the commands under test.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PEERCTL_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
-	var lines []string
-	sc := bufio.NewScanner(strings.NewReader(s))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
