@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 
@@ -103,6 +105,9 @@ PEERCTL_<FLAG>, e.g. PEERCTL_DATA_DIR.`,
 	}
 }
 
+// agentMemoryLimit is the daemon's default soft memory limit (GOMEMLIMIT).
+const agentMemoryLimit = 64 << 20
+
 // runAgent builds the config from flags and agent.json, starts the daemon
 // and blocks until the context is cancelled (SIGINT, SIGTERM) or a leave
 // requested over the API has finished, then leaves and shuts down.
@@ -143,6 +148,12 @@ func runAgent(c *cli.Context, create createFunc) error {
 		return err
 	}
 
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft limit keeps many daemons on one machine small: the
+		// collector runs more often as the heap nears it, and never fails
+		// an allocation. GOMEMLIMIT overrides it.
+		debug.SetMemoryLimit(agentMemoryLimit)
+	}
 	a, err := create(cfg)
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"sort"
@@ -48,6 +49,10 @@ func newHTTPServer(a *Agent, ln net.Listener) *httpServer {
 	s.mux.HandleFunc("POST /v1/internal/stream", s.stream)
 	s.mux.HandleFunc("POST /v1/internal/{kind}", s.internal)
 	s.mux.Handle("GET /metrics", a.metricsHandler())
+	// Go profiles, for `go tool pprof http://API/debug/pprof/profile`.
+	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	s.mux.HandleFunc("GET /v1/check", s.check)
 	s.mux.HandleFunc("GET /v1/debug/arrivals", s.debugArrivals)
 	s.mux.HandleFunc("GET /v1/digest", s.digest)

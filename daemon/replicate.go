@@ -77,6 +77,7 @@ type replicator struct {
 	avgLag       atomic.Int64 // ms, EWMA
 	lagSamples   atomic.Uint64
 	inflight     atomic.Int64 // batches taken from a queue, not yet sent
+	catchingUp   atomic.Bool  // in a multi-round pull: answer digests with "no difference"
 	lastSync     atomic.Int64 // unix ms
 	rtt          atomic.Int64 // ns, recent minimum of digest round trips
 
@@ -291,8 +292,10 @@ func (r *replicator) pushWindow() time.Duration {
 	return min(max(w, r.window), maxPushWindow)
 }
 
-// rttSamples is how many recent round trips pushWindow takes the minimum of.
-const rttSamples = 8
+// rttSamples is how many recent round trips pushWindow takes the minimum of:
+// few enough that the window follows a change of link within a few
+// anti-entropy rounds.
+const rttSamples = 4
 
 // noteRTT records one measured round trip. The minimum over recent calls
 // estimates the link's delay; larger samples are queueing or a busy peer.
@@ -343,6 +346,10 @@ func (r *replicator) syncLoop() {
 		}
 		for i := 0; i < maxSyncRepeats; i++ {
 			more, err := r.syncWith(target)
+			// While a catch-up takes several rounds, turn away other
+			// nodes' rounds with us: each would send us the summaries
+			// of every key we lack, only to repeat what we are pulling.
+			r.catchingUp.Store(more && err == nil)
 			if err != nil {
 				r.log.Debug("anti-entropy round failed", "peer", target.name, "err", err)
 				break
@@ -351,6 +358,7 @@ func (r *replicator) syncLoop() {
 				break
 			}
 		}
+		r.catchingUp.Store(false)
 	}
 }
 
@@ -376,10 +384,12 @@ func (r *replicator) syncWith(p *peer) (more bool, err error) {
 		return false, nil
 	}
 	sums := r.st.Summaries(buckets)
+	start = time.Now()
 	reply, err = r.tr.Call(ctx, p.name, p.addr, kindSync, frame(store.EncodeInts(buckets), store.EncodeSummaries(sums)))
 	if err != nil {
 		return false, err
 	}
+	r.noteRTT(time.Since(start))
 	parts, err := unframe(reply, 3)
 	if err != nil {
 		return false, fmt.Errorf("sync reply from %s: %w", p.name, err)
@@ -459,6 +469,10 @@ func (r *replicator) serve(kind string, body []byte) ([]byte, error) {
 		remote, err := store.DecodeDigest(body)
 		if err != nil {
 			return nil, err
+		}
+		if r.catchingUp.Load() {
+			// Busy pulling; the initiator tries another peer next time.
+			return store.EncodeInts(nil), nil
 		}
 		d := r.st.Digest()
 		return store.EncodeInts(d.Diff(remote)), nil
