@@ -98,6 +98,7 @@ func commands(create createFunc) []*cli.Command {
 
 		upCommand(),
 		demoCommand(),
+		benchCommand(),
 		keygenCommand(),
 		versionCommand(),
 		completionCommand(),
