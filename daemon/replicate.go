@@ -77,7 +77,7 @@ type replicator struct {
 	avgLag       atomic.Int64 // ms, EWMA
 	lagSamples   atomic.Uint64
 	inflight     atomic.Int64 // batches taken from a queue, not yet sent
-	catchingUp   atomic.Bool  // in a multi-round pull: answer digests with "no difference"
+	syncing      atomic.Bool  // in our own rounds: answer digests with "no difference"
 	lastSync     atomic.Int64 // unix ms
 	rtt          atomic.Int64 // ns, recent minimum of digest round trips
 
@@ -344,12 +344,12 @@ func (r *replicator) syncLoop() {
 		if target == nil {
 			continue
 		}
+		// While our own rounds run, turn away other nodes' rounds with
+		// us: during a catch-up each would send us the summaries of every
+		// key we lack and then push them all, repeating what we pull.
+		r.syncing.Store(true)
 		for i := 0; i < maxSyncRepeats; i++ {
 			more, err := r.syncWith(target)
-			// While a catch-up takes several rounds, turn away other
-			// nodes' rounds with us: each would send us the summaries
-			// of every key we lack, only to repeat what we are pulling.
-			r.catchingUp.Store(more && err == nil)
 			if err != nil {
 				r.log.Debug("anti-entropy round failed", "peer", target.name, "err", err)
 				break
@@ -358,7 +358,7 @@ func (r *replicator) syncLoop() {
 				break
 			}
 		}
-		r.catchingUp.Store(false)
+		r.syncing.Store(false)
 	}
 }
 
@@ -470,8 +470,9 @@ func (r *replicator) serve(kind string, body []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if r.catchingUp.Load() {
-			// Busy pulling; the initiator tries another peer next time.
+		if r.syncing.Load() {
+			// Busy with our own round; the initiator tries a random
+			// peer again at its next tick.
 			return store.EncodeInts(nil), nil
 		}
 		d := r.st.Digest()
