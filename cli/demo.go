@@ -348,7 +348,7 @@ func (d *demo) detect(ctx context.Context) error {
 	}
 	died := time.Now()
 	d.note("%s (pid %d) is gone: %v.", victim.Name, ch.PID(), ch.Err())
-	d.note("Every 500ms each node probes a random peer. When %s answers neither the", victim.Name)
+	d.note("Every 400ms each node probes a random peer. When %s answers neither the", victim.Name)
 	d.note("probe nor the peers asked to probe it too, the prober marks it suspect and")
 	d.note("gossips that. Unless %s refutes the suspicion in time, it is declared", victim.Name)
 	d.note("failed. The wait gives a slow but live node the chance to refute; each")

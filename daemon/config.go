@@ -149,8 +149,12 @@ func profileConfig(name string) (*memberlist.Config, error) {
 	switch name {
 	case "local":
 		c := memberlist.DefaultLocalConfig()
-		c.ProbeInterval = 500 * time.Millisecond
-		c.ProbeTimeout = 250 * time.Millisecond
+		// Probe often so a dead node is found fast, and wait for an ack
+		// long enough to ride out a 100 ms-each-way link or a short CPU
+		// stall on a crowded laptop; Lifeguard's suspicion confirmations
+		// keep false alarms away.
+		c.ProbeInterval = 400 * time.Millisecond
+		c.ProbeTimeout = 300 * time.Millisecond
 		c.SuspicionMult = 3
 		c.SuspicionMaxTimeoutMult = 4
 		c.GossipInterval = 50 * time.Millisecond
