@@ -18,83 +18,16 @@
 set -euo pipefail
 export LC_ALL=C # node names compare byte by byte, as the daemons compare them
 
-PEERCTL=${PEERCTL:-peerctl}
-BASE_PORT=${BASE_PORT:-7946}
+# ../lib.sh: ports, the temporary directory, starting agents and stopping
+# them at exit, wait_for, fail.
+# shellcheck source-path=SCRIPTDIR source=../lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 N=5
-DIR=$(mktemp -d "${TMPDIR:-/tmp}/peerctl-split-brain.XXXXXX")
-declare -A pid # node number -> PID of its agent
+poll=0.2 # wait_for retries every 0.2 s
 
-gossip() { echo "127.0.0.1:$((BASE_PORT + 2 * ($1 - 1)))"; }
-api() { echo "127.0.0.1:$((BASE_PORT + 2 * ($1 - 1) + 1))"; }
-
-# at I ARGS...: run a client command against node I.
-at() {
-	local i=$1
-	shift
-	"$PEERCTL" --addr "$(api "$i")" "$@"
-}
-
-# stop PID...: SIGTERM each (an agent then leaves the cluster and exits),
-# and SIGKILL any still running 10 s later.
-stop() {
-	local p alive
-	for p in "$@"; do kill "$p" 2>/dev/null || true; done
-	for _ in $(seq 100); do
-		alive=0
-		for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
-		[ "$alive" -eq 0 ] && break
-		sleep 0.1
-	done
-	for p in "$@"; do kill -9 "$p" 2>/dev/null || true; done
-}
-
-cleanup() {
-	local status=$?
-	# Heal first, or leaving agents could not tell the other side. Then all
-	# but one at once, then that one: a leaving agent waits until a live
-	# member has heard of its leave.
-	local running=("${pid[@]}")
-	if [ "${#running[@]}" -gt 0 ]; then at 1 heal --all >/dev/null 2>&1 || true; fi
-	if [ "${#running[@]}" -gt 1 ]; then stop "${running[@]:1}"; fi
-	if [ "${#running[@]}" -gt 0 ]; then stop "${running[0]}"; fi
-	if [ "$status" -ne 0 ]; then
-		for f in "$DIR"/*.log; do
-			[ -e "$f" ] || continue
-			echo "--- last lines of $f" >&2
-			tail -n 5 "$f" >&2
-		done
-	fi
-	rm -rf "$DIR"
-}
-trap cleanup EXIT
-
-# start I [FLAGS...]: start node I in the background, logging to DIR/nodeI.log.
-start() {
-	local i=$1
-	shift
-	"$PEERCTL" agent "$@" >>"$DIR/node$i.log" 2>&1 &
-	pid[$i]=$!
-	disown "$!"
-}
-
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-
-# wait_for WHAT SECONDS COMMAND...: retry COMMAND until it succeeds; fail
-# at once if an agent has exited.
-wait_for() {
-	local what=$1 secs=$2
-	shift 2
-	local deadline=$((SECONDS + secs)) i
-	until "$@" >/dev/null 2>&1; do
-		for i in "${!pid[@]}"; do
-			kill -0 "${pid[$i]}" 2>/dev/null || fail "$what: node$i exited"
-		done
-		((SECONDS < deadline)) || fail "$what: not within ${secs}s"
-		sleep 0.2
-	done
+# on_exit: heal first, or leaving agents could not tell the other side.
+on_exit() {
+	if [ "${#pid[@]}" -gt 0 ]; then at 1 heal --all >/dev/null 2>&1 || true; fi
 }
 
 # field NAME JSON: the value of a top-level string or number field of the
@@ -103,36 +36,16 @@ field() {
 	sed -n "s/^  \"$1\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" <<<"$2"
 }
 
-# statuses I: "NAME STATUS" per member, as node I sees them.
-statuses() {
-	at "$1" members --json |
-		sed -n -e 's/^    "name": "\(.*\)",$/\1/p' -e 's/^    "status": "\(.*\)",$/\1/p' |
-		paste -d ' ' - -
-}
-
 # show I ARGS...: print the client command, then run it against node I.
 show() {
 	echo "\$ peerctl --addr $(api "$1") ${*:2}    # at node$1"
 	at "$@"
 }
 
-# sees I STATUS NODE...: node I sees every NODE with STATUS.
-sees() {
-	local i=$1 status=$2 view n
-	shift 2
-	view=$(statuses "$i") || return 1
-	for n in "$@"; do grep -qx "$n $status" <<<"$view" || return 1; done
-}
-
 all=(node1 node2 node3 node4 node5)
 
 echo "== start five nodes; node2..node5 join node1"
-for i in $(seq $N); do
-	join=()
-	[ "$i" -gt 1 ] && join=(--join "$(gossip 1)")
-	start "$i" --name "node$i" --bind "$(gossip "$i")" --api "$(api "$i")" \
-		--data-dir "$DIR/node$i" --profile local "${join[@]}"
-done
+start_nodes $N
 for i in $(seq $N); do
 	wait_for "node$i sees all five alive" 30 sees "$i" alive "${all[@]}"
 done
