@@ -18,119 +18,27 @@
 set -euo pipefail
 export LC_ALL=C # sort and comm order keys byte by byte, as peerctl keys does
 
-PEERCTL=${PEERCTL:-peerctl}
-BASE_PORT=${BASE_PORT:-7946}
+# ../lib.sh: ports, the temporary directory, starting agents and stopping
+# them at exit, wait_for, fail.
+# shellcheck source-path=SCRIPTDIR source=../lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 N=${NODES:-3}
-DIR=$(mktemp -d "${TMPDIR:-/tmp}/peerctl-rolling-restart.XXXXXX")
-declare -A pid # node number -> PID of its running agent
-client=""      # PID of the background client loop
+keep_jobs=1 # so that `wait` can read a stopped agent's exit status
+client=""   # PID of the background client loop
 
-gossip() { echo "127.0.0.1:$((BASE_PORT + 2 * ($1 - 1)))"; }
-api() { echo "127.0.0.1:$((BASE_PORT + 2 * ($1 - 1) + 1))"; }
-
-# at I ARGS...: run a client command against node I.
-at() {
-	local i=$1
-	shift
-	"$PEERCTL" --addr "$(api "$i")" "$@"
-}
-
-# gone PID: has the process exited? (bash reaps its children as they exit)
-gone() { ! kill -0 "$1" 2>/dev/null; }
-
-# stop PID...: SIGTERM each (an agent then leaves the cluster and exits),
-# and SIGKILL any still running 10 s later.
-stop() {
-	local p alive
-	for p in "$@"; do kill "$p" 2>/dev/null || true; done
-	for _ in $(seq 100); do
-		alive=0
-		for p in "$@"; do gone "$p" || alive=1; done
-		[ "$alive" -eq 0 ] && break
-		sleep 0.1
-	done
-	for p in "$@"; do kill -9 "$p" 2>/dev/null || true; done
-}
-
-cleanup() {
-	local status=$? i
-	trap - EXIT
+# on_exit: stop the client first.
+on_exit() {
 	if [ -n "$client" ]; then
 		# Let it finish its round, so no request of its outlives the script.
 		touch "$DIR/client.stop"
 		for _ in $(seq 50); do gone "$client" && break; sleep 0.1; done
 		stop "$client"
 	fi
-	# All running agents but one at once, then that one: a leaving agent
-	# waits until a live member has heard of its leave.
-	local running=("${pid[@]}")
-	if [ "${#running[@]}" -gt 1 ]; then stop "${running[@]:1}"; fi
-	if [ "${#running[@]}" -gt 0 ]; then stop "${running[0]}"; fi
-	if [ "$status" -ne 0 ]; then
-		for f in "$DIR"/*.log; do
-			[ -e "$f" ] || continue
-			echo "--- last lines of $f" >&2
-			tail -n 5 "$f" >&2
-		done
-	fi
-	rm -rf "$DIR"
-	exit "$status"
-}
-trap cleanup EXIT
-
-# start I [FLAGS...]: start node I in the background, logging to DIR/nodeI.log.
-# It stays a job of this shell, so `wait` can read its exit status.
-start() {
-	local i=$1
-	shift
-	"$PEERCTL" agent "$@" >>"$DIR/node$i.log" 2>&1 &
-	pid[$i]=$!
 }
 
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-
-# wait_for WHAT SECONDS COMMAND...: retry COMMAND until it succeeds; fail
-# at once if an agent that should run has exited.
-wait_for() {
-	local what=$1 secs=$2
-	shift 2
-	local deadline=$((SECONDS + secs)) i
-	until "$@" >/dev/null 2>&1; do
-		for i in "${!pid[@]}"; do
-			gone "${pid[$i]}" && fail "$what: node$i exited"
-		done
-		[ -z "$client" ] || ! gone "$client" || fail "$what: the client loop exited"
-		((SECONDS < deadline)) || fail "$what: not within ${secs}s"
-		sleep 0.1
-	done
-}
-
-# now_ms: milliseconds since the epoch.
-now_ms() {
-	if [ -n "${EPOCHREALTIME:-}" ]; then
-		local t=${EPOCHREALTIME//[.,]/}
-		echo $((t / 1000))
-	else
-		echo $(($(date +%s) * 1000))
-	fi
-}
-
-# statuses I: "NAME STATUS" per member, as node I sees them.
-statuses() {
-	at "$1" members --json |
-		sed -n -e 's/^    "name": "\(.*\)",$/\1/p' -e 's/^    "status": "\(.*\)",$/\1/p' |
-		paste -d ' ' - -
-}
-
-# sees I STATUS NODE...: node I sees every NODE with STATUS.
-sees() {
-	local i=$1 status=$2 view n
-	shift 2
-	view=$(statuses "$i") || return 1
-	for n in "$@"; do grep -qx "$n $status" <<<"$view" || return 1; done
+# on_wait WHAT: fail if the client loop has exited while it should run.
+on_wait() {
+	[ -z "$client" ] || ! gone "$client" || fail "$1: the client loop exited"
 }
 
 all_nodes=()
@@ -200,12 +108,7 @@ tally() {
 }
 
 echo "== start $N nodes; node2..node$N join node1"
-for i in $(seq "$N"); do
-	join=()
-	[ "$i" -gt 1 ] && join=(--join "$(gossip 1)")
-	start "$i" --name "node$i" --bind "$(gossip "$i")" --api "$(api "$i")" \
-		--data-dir "$DIR/node$i" --profile local "${join[@]}"
-done
+start_nodes "$N"
 wait_for "every node sees all $N alive" 30 all_see_all_alive
 at 1 members
 
