@@ -16,114 +16,18 @@
 # exit.
 set -euo pipefail
 
-PEERCTL=${PEERCTL:-peerctl}
-BASE_PORT=${BASE_PORT:-7946}
+# ../lib.sh: ports, the temporary directory, starting agents and stopping
+# them at exit, wait_for, fail.
+# shellcheck source-path=SCRIPTDIR source=../lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 KEYS=${KEYS:-5000}
 VALUE_SIZE=${VALUE_SIZE:-1000}
 N=3
-DIR=$(mktemp -d "${TMPDIR:-/tmp}/peerctl-catch-up.XXXXXX")
-declare -A pid # node number -> PID of its running agent
-writers=()     # PIDs of the bulk writers, while they run
+writers=() # PIDs of the bulk writers, while they run
 
-gossip() { echo "127.0.0.1:$((BASE_PORT + 2 * ($1 - 1)))"; }
-api() { echo "127.0.0.1:$((BASE_PORT + 2 * ($1 - 1) + 1))"; }
-
-# at I ARGS...: run a client command against node I.
-at() {
-	local i=$1
-	shift
-	"$PEERCTL" --addr "$(api "$i")" "$@"
-}
-
-gone() { ! kill -0 "$1" 2>/dev/null; }
-
-# stop PID...: SIGTERM each (an agent then leaves the cluster and exits),
-# and SIGKILL any still running 10 s later.
-stop() {
-	local p alive
-	for p in "$@"; do kill "$p" 2>/dev/null || true; done
-	for _ in $(seq 100); do
-		alive=0
-		for p in "$@"; do gone "$p" || alive=1; done
-		[ "$alive" -eq 0 ] && break
-		sleep 0.1
-	done
-	for p in "$@"; do kill -9 "$p" 2>/dev/null || true; done
-}
-
-cleanup() {
-	local status=$?
+# on_exit: stop the bulk writers first.
+on_exit() {
 	if [ "${#writers[@]}" -gt 0 ]; then stop "${writers[@]}"; fi
-	# All running agents but one at once, then that one: a leaving agent
-	# waits until a live member has heard of its leave.
-	local running=("${pid[@]}")
-	if [ "${#running[@]}" -gt 1 ]; then stop "${running[@]:1}"; fi
-	if [ "${#running[@]}" -gt 0 ]; then stop "${running[0]}"; fi
-	if [ "$status" -ne 0 ]; then
-		for f in "$DIR"/*.log; do
-			[ -e "$f" ] || continue
-			echo "--- last lines of $f" >&2
-			tail -n 5 "$f" >&2
-		done
-	fi
-	rm -rf "$DIR"
-}
-trap cleanup EXIT
-
-# start I [FLAGS...]: start node I in the background, logging to DIR/nodeI.log.
-start() {
-	local i=$1
-	shift
-	"$PEERCTL" agent "$@" >>"$DIR/node$i.log" 2>&1 &
-	pid[$i]=$!
-	# Not a job of this shell: bash still reaps it, but does not report
-	# "Killed" when node3 is killed on purpose.
-	disown "$!"
-}
-
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-
-# wait_for WHAT SECONDS COMMAND...: retry COMMAND until it succeeds; fail
-# at once if an agent that should run has exited.
-wait_for() {
-	local what=$1 secs=$2
-	shift 2
-	local deadline=$((SECONDS + secs)) i
-	until "$@" >/dev/null 2>&1; do
-		for i in "${!pid[@]}"; do
-			gone "${pid[$i]}" && fail "$what: node$i exited"
-		done
-		((SECONDS < deadline)) || fail "$what: not within ${secs}s"
-		sleep 0.1
-	done
-}
-
-# now_ms: milliseconds since the epoch.
-now_ms() {
-	if [ -n "${EPOCHREALTIME:-}" ]; then
-		local t=${EPOCHREALTIME//[.,]/}
-		echo $((t / 1000))
-	else
-		echo $(($(date +%s) * 1000))
-	fi
-}
-
-# statuses I: "NAME STATUS" per member, as node I sees them.
-statuses() {
-	at "$1" members --json |
-		sed -n -e 's/^    "name": "\(.*\)",$/\1/p' -e 's/^    "status": "\(.*\)",$/\1/p' |
-		paste -d ' ' - -
-}
-
-# sees I STATUS NODE...: node I sees every NODE with STATUS.
-sees() {
-	local i=$1 status=$2 view n
-	shift 2
-	view=$(statuses "$i") || return 1
-	for n in "$@"; do grep -qx "$n $status" <<<"$view" || return 1; done
 }
 
 # counter I NAME: a counter from node I's info --json ("keys", "entries_applied"...).
@@ -161,12 +65,7 @@ bulk_put() {
 }
 
 echo "== start three nodes; node2 and node3 join node1"
-for i in $(seq $N); do
-	join=()
-	[ "$i" -gt 1 ] && join=(--join "$(gossip 1)")
-	start "$i" --name "node$i" --bind "$(gossip "$i")" --api "$(api "$i")" \
-		--data-dir "$DIR/node$i" --profile local "${join[@]}"
-done
+start_nodes $N
 for i in $(seq $N); do
 	wait_for "node$i sees all three alive" 30 sees "$i" alive node1 node2 node3
 done
