@@ -105,8 +105,11 @@ PEERCTL_<FLAG>, e.g. PEERCTL_DATA_DIR.`,
 	}
 }
 
-// agentMemoryLimit is the daemon's default soft memory limit (GOMEMLIMIT).
-const agentMemoryLimit = 64 << 20
+// agentMemoryLimit is the daemon's default soft memory limit (GOMEMLIMIT):
+// a bound on runaway growth, well above what a daemon with 100,000 keys
+// uses, so it does not slow writes; an idle daemon returns its garbage to
+// the OS by itself (daemon.Agent's maintenance loop).
+const agentMemoryLimit = 256 << 20
 
 // runAgent builds the config from flags and agent.json, starts the daemon
 // and blocks until the context is cancelled (SIGINT, SIGTERM) or a leave

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -322,8 +323,28 @@ func (a *Agent) maintain() {
 	defer a.wg.Done()
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
+	idle := time.NewTicker(time.Second)
+	defer idle.Stop()
+	var last, quiet uint64
+	freed := true
 	for {
 		select {
+		case <-idle.C:
+			// Once writes stop, give the garbage of the burst back to
+			// the OS: an idle daemon allocates too little to trigger a
+			// collection for minutes, and a laptop runs many of them.
+			// Under load the collector paces itself (no memory limit
+			// slows the writes down).
+			now := a.writes.Load() + a.repl.applied.Load()
+			switch {
+			case now != last:
+				last, quiet, freed = now, 0, false
+			case !freed:
+				if quiet++; quiet >= 2 {
+					debug.FreeOSMemory()
+					freed = true
+				}
+			}
 		case <-t.C:
 			if n, err := a.st.Purge(); err != nil {
 				a.log.Warn("purge tombstones", "err", err)
