@@ -185,6 +185,24 @@ func commandLine(c *cli.Context) string {
 
 // nodeList splits NODE arguments, each a name or a comma-separated list,
 // into names. A name may appear once.
+// nodesFault runs a fault command whose arguments are the nodes it acts
+// on (pause, isolate).
+func nodesFault(kind string) func(c *cli.Context, args []string) error {
+	return func(c *cli.Context, args []string) error {
+		req, err := faultRequest(c, kind)
+		if err != nil {
+			return err
+		}
+		if len(args) == 0 {
+			return missingNodes(c)
+		}
+		if req.Nodes, err = nodeList(args); err != nil {
+			return err
+		}
+		return injectFault(c, req)
+	}
+}
+
 func nodeList(args []string) ([]string, error) {
 	var out []string
 	for _, a := range args {

@@ -32,21 +32,7 @@ anti-entropy exchanges what each side missed.
 Prints one line per node: the rule installed and the fault ID; the exit
 status is non-zero if a node could not be reached.`,
 		Flags:        faultFlags(),
-		Action:       faultAction(runIsolate),
+		Action:       faultAction(nodesFault(daemon.ReqIsolate)),
 		BashComplete: completeMembers,
 	}
-}
-
-func runIsolate(c *cli.Context, args []string) error {
-	req, err := faultRequest(c, daemon.ReqIsolate)
-	if err != nil {
-		return err
-	}
-	if len(args) == 0 {
-		return missingNodes(c)
-	}
-	if req.Nodes, err = nodeList(args); err != nil {
-		return err
-	}
-	return injectFault(c, req)
 }

@@ -35,21 +35,7 @@ in a refuted suspicion, not a failure.
 Prints one line per node: the fault installed and its ID; the exit status
 is non-zero if a node could not be reached.`,
 		Flags:        faultFlags(),
-		Action:       faultAction(runPause),
+		Action:       faultAction(nodesFault(daemon.ReqPause)),
 		BashComplete: completeMembers,
 	}
-}
-
-func runPause(c *cli.Context, args []string) error {
-	req, err := faultRequest(c, daemon.ReqPause)
-	if err != nil {
-		return err
-	}
-	if len(args) == 0 {
-		return missingNodes(c)
-	}
-	if req.Nodes, err = nodeList(args); err != nil {
-		return err
-	}
-	return injectFault(c, req)
 }
