@@ -7,6 +7,7 @@ package daemon
 // every key. GET /v1/debug/arrivals?prefix=P returns {key: unix nanos}.
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -59,8 +60,4 @@ func (s *httpServer) debugArrivals(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-var errNoTrace = errorString("arrival tracing is off: start the agent with --trace-arrivals")
-
-type errorString string
-
-func (e errorString) Error() string { return string(e) }
+var errNoTrace = errors.New("arrival tracing is off: start the agent with --trace-arrivals")

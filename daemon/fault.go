@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -99,6 +100,10 @@ type Faults struct {
 	mu    sync.Mutex // guards rules, rng
 	rules []Rule
 	rng   *rand.Rand
+
+	// count mirrors len(rules), so the common case, no faults, costs every
+	// gossip packet and replication message one atomic load, not a lock.
+	count atomic.Int32
 }
 
 // NewFaults returns an empty fault layer whose random choices come from seed.
@@ -119,6 +124,7 @@ func (f *Faults) Add(rules ...Rule) error {
 		f.rules = slices.DeleteFunc(f.rules, func(o Rule) bool { return o.ID == r.ID && o.Kind == r.Kind })
 		f.rules = append(f.rules, r)
 	}
+	f.count.Store(int32(len(f.rules)))
 	return nil
 }
 
@@ -137,9 +143,10 @@ func (f *Faults) Heal(ids ...string) int {
 	n := len(f.rules)
 	if len(ids) == 0 {
 		f.rules = nil
-		return n
+	} else {
+		f.rules = slices.DeleteFunc(f.rules, func(r Rule) bool { return slices.Contains(ids, r.ID) })
 	}
-	f.rules = slices.DeleteFunc(f.rules, func(r Rule) bool { return slices.Contains(ids, r.ID) })
+	f.count.Store(int32(len(f.rules)))
 	return n - len(f.rules)
 }
 
@@ -155,16 +162,17 @@ func (f *Faults) Rules() []Rule {
 func (f *Faults) expire() {
 	now := f.now()
 	f.rules = slices.DeleteFunc(f.rules, func(r Rule) bool { return !r.active(now) })
+	f.count.Store(int32(len(f.rules)))
 }
 
 // Paused reports whether the node is paused: it must neither send nor
 // answer anything.
 func (f *Faults) Paused() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.rules) == 0 {
+	if f.count.Load() == 0 {
 		return false
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.expire()
 	for _, r := range f.rules {
 		if r.Kind == FaultPause {
@@ -178,11 +186,11 @@ func (f *Faults) Paused() bool {
 // paused, or drops everything it sends to every peer (isolated). Accepted
 // connections are then closed too, since every reply would go to a peer.
 func (f *Faults) CutOff() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.rules) == 0 {
+	if f.count.Load() == 0 {
 		return false
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.expire()
 	for _, r := range f.rules {
 		if r.Kind == FaultPause || (r.Kind == FaultDrop && len(r.Peers) == 0) {
@@ -195,11 +203,11 @@ func (f *Faults) CutOff() bool {
 // Outbound decides the fate of one message to peer: dropped, or sent after
 // the returned delay (0 for now).
 func (f *Faults) Outbound(peer string) (drop bool, delay time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.rules) == 0 {
+	if f.count.Load() == 0 {
 		return false, 0
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.expire()
 	for _, r := range f.rules {
 		switch {
