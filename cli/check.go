@@ -56,6 +56,12 @@ func toCheckResult(r *daemon.CheckResult) checkResult {
 			out.Errors[n] = e
 		}
 	}
+	if len(r.Skipped) > 0 {
+		out.Skipped = map[string]string{}
+		for n, st := range r.Skipped {
+			out.Skipped[n] = st
+		}
+	}
 	return out
 }
 
@@ -149,36 +155,15 @@ func runCheck(c *cli.Context) error {
 	return nil
 }
 
-// checkOnce asks the daemon to compare the alive nodes' data, then for the
-// members: one that is neither compared nor gone (left or leaving) is
-// listed in Skipped and makes the result not converged, since the daemon
-// compares only the members it sees alive. Without this, a check during a
-// partition, or just after a heal, would report the reachable side alone.
+// checkOnce asks the daemon to compare the alive nodes' data. Members it
+// could not compare (failed: down or across a partition) come back in
+// Skipped and make the result not converged.
 func checkOnce(ctx context.Context, cl *daemon.Client) (checkResult, error) {
 	res, err := cl.Check(ctx)
 	if err != nil {
 		return checkResult{}, err
 	}
-	ms, err := cl.Members(ctx, "")
-	if err != nil {
-		return checkResult{}, fmt.Errorf("list members: %w", err)
-	}
-	out := toCheckResult(res)
-	for _, m := range ms {
-		status := strings.ToLower(m.Status)
-		if status == "left" || status == "leaving" || slices.Contains(out.Nodes, m.Name) {
-			continue
-		}
-		if _, asked := out.Errors[m.Name]; asked {
-			continue
-		}
-		if out.Skipped == nil {
-			out.Skipped = map[string]string{}
-		}
-		out.Skipped[m.Name] = status
-		out.Converged = false
-	}
-	return out, nil
+	return toCheckResult(res), nil
 }
 
 // printCheck prints a check result as text.

@@ -73,15 +73,16 @@ func TestCheckUnreachable(t *testing.T) {
 	})
 }
 
-// The daemon compares the members it sees alive; a failed one (say, across
-// a partition) was not compared and means not converged, a left one does
-// not count.
+// The daemon compares the members it sees alive and reports a failed one
+// (say, across a partition) as skipped: not converged.
 func TestCheckFailedMember(t *testing.T) {
 	f := newFaultDaemon(t)
 	f.members = []daemon.Member{{Name: "n1", Status: "alive"}, {Name: "n2", Status: "alive"},
 		{Name: "n3", Status: "failed"}, {Name: "n4", Status: "left"}}
 	res := converged
 	res.Nodes = []string{"n1", "n2"}
+	res.Converged = false
+	res.Skipped = map[string]string{"n3": "failed"}
 	f.checks = []daemon.CheckResult{res}
 	r := run(t, f.addr(), "", "check")
 	if r.code != 1 {

@@ -27,6 +27,7 @@ type CheckResult struct {
 	Digests   map[string]string `json:"digests"`           // node -> digest hash
 	Keys      map[string]int    `json:"keys"`              // node -> live keys
 	Errors    map[string]string `json:"errors,omitempty"`  // nodes that could not be asked
+	Skipped   map[string]string `json:"skipped,omitempty"` // members not compared (failed, ...) -> status
 	Divergent int               `json:"divergent"`         // keys not identical everywhere
 	Sample    []Divergence      `json:"sample,omitempty"`  // up to 20 of them
 	Buckets   int               `json:"buckets,omitempty"` // digest buckets that differ
@@ -86,12 +87,19 @@ func (s *httpServer) getRaw(ctx context.Context, api, path string) ([]byte, erro
 func (s *httpServer) check(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	var alive []Member
+	skipped := map[string]string{}
 	for _, m := range s.a.Members() {
-		if m.Status == "alive" || m.Status == "suspect" {
+		switch m.Status {
+		case "alive", "suspect":
 			if m.Name == s.a.cfg.Name {
 				m.API = s.ln.Addr().String()
 			}
 			alive = append(alive, m)
+		case "left", "leaving":
+		default:
+			// A failed member (down, or across a partition) may hold
+			// anything: not converged until it is back and compared.
+			skipped[m.Name] = m.Status
 		}
 	}
 	sort.Slice(alive, func(i, j int) bool { return alive[i].Name < alive[j].Name })
@@ -140,7 +148,10 @@ func (s *httpServer) check(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	res.Buckets = len(diff)
-	res.Converged = len(diff) == 0 && len(res.Errors) == 0
+	res.Converged = len(diff) == 0 && len(res.Errors) == 0 && len(skipped) == 0
+	if len(skipped) > 0 {
+		res.Skipped = skipped
+	}
 	if len(diff) > 0 {
 		var bs []string
 		for b := range diff {
