@@ -98,6 +98,10 @@ PEERCTL_<FLAG>, e.g. PEERCTL_DATA_DIR.`,
 				Usage: "wait up to `DURATION` to batch writes into one push per peer"},
 			&cli.Uint64Flag{Name: "fault-seed", EnvVars: env("fault-seed"),
 				Usage: "seed the fault layer's random choices (loss, jitter) with `N` so a run can be replayed"},
+			&cli.BoolFlag{Name: "pprof", EnvVars: env("pprof"),
+				Usage: "serve Go profiles (heap, goroutines, traces) at /debug/pprof on the API; off by default"},
+			&cli.IntFlag{Name: "max-conns", EnvVars: env("max-conns"), DefaultText: "1024, at most a quarter of the open-file limit",
+				Usage: "accept at most `N` concurrent API connections; more get 503 and are closed"},
 			&cli.BoolFlag{Name: "trace-arrivals", EnvVars: env("trace-arrivals"),
 				Usage: "record when each key first became readable here, for `peerctl bench` (GET /v1/debug/arrivals)"},
 		},
@@ -140,6 +144,8 @@ func runAgent(c *cli.Context, create createFunc) error {
 	cfg.PushWindow = c.Duration("push-window")
 	cfg.FaultSeed = c.Uint64("fault-seed")
 	cfg.TraceArrivals = c.Bool("trace-arrivals")
+	cfg.Pprof = c.Bool("pprof")
+	cfg.Limits.MaxConns = c.Int("max-conns")
 	cfg.Logger = log
 	left := make(chan struct{})
 	var once sync.Once

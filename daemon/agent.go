@@ -93,7 +93,7 @@ func Create(cfg *Config) (*Agent, error) {
 	}
 	// Replication transport: HTTP, counted, then the fault layer, which
 	// decides first whether a message is sent at all.
-	a.ht = newHTTPTransport(a.cfg.Name)
+	a.ht = newHTTPTransport(a.cfg.Name, a.cfg.Limits.withDefaults().StreamKeepalive)
 	var tr Transport = &faultTransport{next: &countingTransport{next: a.ht, c: a.counters}, f: a.faults}
 	if cfg.WrapTransport != nil {
 		tr = cfg.WrapTransport(tr)

@@ -14,6 +14,9 @@ import (
 	"time"
 )
 
+// maxReply bounds a reply Client reads: a key list of a million keys.
+const maxReply = 512 << 20
+
 // ErrKeyNotFound is returned by Client.Get when the key is missing or deleted.
 var ErrKeyNotFound = errors.New("key not found")
 
@@ -59,11 +62,22 @@ func (c *Client) url(path, node string, q url.Values) string {
 
 func kvPath(key string) string { return "/v1/kv/" + url.PathEscape(key) }
 
-// do sends a request and decodes a JSON reply into out (if non-nil).
+// do sends a request and decodes a JSON reply into out (if non-nil). A
+// body from jsonBody is sent as application/json, any other as
+// application/octet-stream; every request carries X-Peerctl-Client, which
+// the API requires of state-changing requests (guard.go).
 func (c *Client) do(ctx context.Context, method, u string, body io.Reader, out any) error {
+	ct := "application/octet-stream"
+	if jr, ok := body.(*jsonReader); ok {
+		body, ct = jr.Reader, "application/json"
+	}
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return err
+	}
+	req.Header.Set(headerClient, "1")
+	if body != nil {
+		req.Header.Set("Content-Type", ct)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -74,9 +88,12 @@ func (c *Client) do(ctx context.Context, method, u string, body io.Reader, out a
 		return err
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxReply+1))
 	if err != nil {
 		return fmt.Errorf("read reply from %s: %w", c.addr, err)
+	}
+	if len(data) > maxReply {
+		return fmt.Errorf("read reply from %s: over %d bytes", c.addr, maxReply)
 	}
 	if resp.StatusCode >= 300 {
 		var ae apiError
@@ -156,9 +173,12 @@ func NewClientWith(addr string, hc *http.Client) *Client {
 	return &Client{addr: addr, hc: hc}
 }
 
+// jsonReader is a JSON request body.
+type jsonReader struct{ *bytes.Reader }
+
 func jsonBody(v any) io.Reader {
 	b, _ := json.Marshal(v)
-	return bytes.NewReader(b)
+	return &jsonReader{bytes.NewReader(b)}
 }
 
 // InjectFault installs a fault across the cluster through the daemon.

@@ -43,6 +43,12 @@ type Config struct {
 	// benchmarks (GET /v1/debug/arrivals).
 	TraceArrivals bool
 
+	// Pprof serves Go's profiles at /debug/pprof (heap, goroutines,
+	// traces); off by default, as they reveal the process's memory.
+	Pprof bool
+	// Limits bound the HTTP API's timeouts, connections and streams.
+	Limits Limits
+
 	// FaultSeed seeds the fault layer's random choices (loss, jitter).
 	FaultSeed uint64
 
@@ -108,6 +114,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SyncInterval <= 0 || c.ReconnectInterval <= 0 {
 		return fmt.Errorf("sync and reconnect intervals must be positive")
+	}
+	if err := c.Limits.validate(); err != nil {
+		return err
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package daemon
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -25,22 +24,29 @@ import (
 
 // httpServer serves the API described in api.go.
 type httpServer struct {
-	a    *Agent
-	ln   net.Listener
-	srv  *http.Server
-	mux  *http.ServeMux
-	hc   *http.Client // for ?all fan-out
-	done chan struct{}
+	a     *Agent
+	ln    net.Listener
+	srv   *http.Server
+	mux   *http.ServeMux
+	hc    *http.Client // for ?all fan-out
+	done  chan struct{}
+	guard *guard
+	lim   Limits
 
-	smu      sync.Mutex // guards streams, stopping
-	streams  map[*http.ResponseController]struct{}
+	smu      sync.Mutex // guards streams, byPeer, stopping
+	streams  map[*http.ResponseController]string
+	byPeer   map[string]*http.ResponseController // the stream each peer name holds
 	stopping bool
 }
 
 func newHTTPServer(a *Agent, ln net.Listener) *httpServer {
+	lim := a.cfg.Limits.withDefaults()
 	s := &httpServer{a: a, ln: ln, mux: http.NewServeMux(), done: make(chan struct{}),
-		streams: make(map[*http.ResponseController]struct{}),
-		hc:      &http.Client{Timeout: 5 * time.Second}}
+		streams: make(map[*http.ResponseController]string),
+		byPeer:  make(map[string]*http.ResponseController),
+		hc:      &http.Client{Timeout: 5 * time.Second},
+		guard:   newGuard(ln.Addr(), a.cfg.API, advertisedAPI(ln.Addr().String(), a.cfg)),
+		lim:     lim}
 	s.mux.HandleFunc("GET /v1/members", s.members)
 	s.mux.HandleFunc("GET /v1/info", s.info)
 	s.mux.HandleFunc("GET /v1/kv", s.list)
@@ -49,10 +55,13 @@ func newHTTPServer(a *Agent, ln net.Listener) *httpServer {
 	s.mux.HandleFunc("POST /v1/internal/stream", s.stream)
 	s.mux.HandleFunc("POST /v1/internal/{kind}", s.internal)
 	s.mux.Handle("GET /metrics", a.metricsHandler())
-	// Go profiles, for `go tool pprof http://API/debug/pprof/profile`.
-	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	if a.cfg.Pprof {
+		// Go profiles, for `go tool pprof http://API/debug/pprof/profile`;
+		// only with --pprof: they show the heap and every goroutine.
+		s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	s.mux.HandleFunc("GET /v1/check", s.check)
 	s.mux.HandleFunc("GET /v1/debug/arrivals", s.debugArrivals)
 	s.mux.HandleFunc("GET /v1/digest", s.digest)
@@ -62,14 +71,23 @@ func newHTTPServer(a *Agent, ln net.Listener) *httpServer {
 	s.mux.HandleFunc("DELETE /v1/faults", s.deleteFaults)
 	s.mux.HandleFunc("POST /v1/faults/local", s.postLocalFaults)
 	s.mux.HandleFunc("DELETE /v1/faults/local", s.deleteLocalFaults)
-	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	// The timeouts bound every route but the internal stream, which
+	// replaces them with its own idle deadline (stream).
+	s.srv = &http.Server{Handler: s,
+		ReadHeaderTimeout: min(10*time.Second, lim.ReadTimeout),
+		ReadTimeout:       lim.ReadTimeout,
+		WriteTimeout:      lim.WriteTimeout,
+		IdleTimeout:       lim.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+	}
 	return s
 }
 
 func (s *httpServer) start() {
+	ln := &limitListener{Listener: s.ln, max: s.lim.MaxConns, log: s.a.log}
 	go func() {
 		defer close(s.done)
-		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.a.log.Error("http api stopped", "err", err)
 		}
 	}()
@@ -96,6 +114,15 @@ func (s *httpServer) stop() {
 // (ServeMux would clean and redirect keys containing "//" or ".."), and
 // hands the rest to the mux.
 func (s *httpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := s.guard.check(r); err != nil {
+		s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "api request refused", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusForbidden, err)
+		return
+	}
+	if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("bad query string %q: %w", r.URL.RawQuery, err))
+		return
+	}
 	if node := r.URL.Query().Get("node"); node != "" && node != s.a.cfg.Name {
 		s.forward(w, r, node)
 		return
@@ -142,6 +169,9 @@ func (s *httpServer) forward(w http.ResponseWriter, r *http.Request, node string
 			q := pr.Out.URL.Query()
 			q.Del("node")
 			pr.Out.URL.RawQuery = q.Encode()
+			// This node checked the origin (guard); to the target the
+			// request comes from this node.
+			pr.Out.Header.Del("Origin")
 		},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 			writeError(w, http.StatusBadGateway, fmt.Errorf("node %q (%s) at %s did not answer: %v", node, target.Status, target.API, err))
@@ -284,7 +314,10 @@ func (s *httpServer) kv(w http.ResponseWriter, r *http.Request, key string) {
 	}
 }
 
-// getAll asks every alive member for the key, in parallel.
+// maxFanOut bounds the requests one ?all=1 has in flight at a time.
+const maxFanOut = 32
+
+// getAll asks every alive member for the key, at most maxFanOut at a time.
 func (s *httpServer) getAll(w http.ResponseWriter, r *http.Request, key string) {
 	if err := store.ValidateKey(key); err != nil {
 		storeError(w, err)
@@ -300,6 +333,7 @@ func (s *httpServer) getAll(w http.ResponseWriter, r *http.Request, key string) 
 	// out is sized before any goroutine starts; each writes only out[i].
 	out := make([]NodeKV, len(alive))
 	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxFanOut)
 	for i, m := range alive {
 		out[i] = NodeKV{Node: m.Name, Status: m.Status}
 		if m.Name == s.a.cfg.Name {
@@ -311,8 +345,10 @@ func (s *httpServer) getAll(w http.ResponseWriter, r *http.Request, key string) 
 			continue
 		}
 		wg.Add(1)
+		sem <- struct{}{}
 		go func(nk *NodeKV, api string) {
 			defer wg.Done()
+			defer func() { <-sem }()
 			kv, err := NewClientWith(api, s.hc).Get(r.Context(), "", key)
 			switch {
 			case errors.Is(err, ErrKeyNotFound):
@@ -352,46 +388,106 @@ func (s *httpServer) leave(w http.ResponseWriter, r *http.Request) {
 	go s.a.leaveAndExit()
 }
 
-// stream serves a peer's stream of one-way messages (transport.go) until
-// the peer closes it. A malformed frame ends the stream.
+// stream serves a peer's stream of one-way messages (transport.go,
+// frame.go) until the peer closes it, a frame is refused, or no frame (a
+// keepalive included) arrives for Limits.StreamIdle. It replaces the
+// server's read and write timeouts, which would cut a healthy stream.
+// One stream per peer name: a new one from the same name ends the old.
 func (s *httpServer) stream(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
+	from := r.Header.Get(headerFrom)
 	s.smu.Lock()
 	if s.stopping {
 		s.smu.Unlock()
 		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("shutting down"))
 		return
 	}
-	s.streams[rc] = struct{}{}
+	if old, ok := s.byPeer[from]; ok {
+		old.SetReadDeadline(time.Now()) // the peer reconnected: it gave the old one up
+		delete(s.streams, old)
+	} else if len(s.streams) >= s.lim.MaxStreams {
+		s.smu.Unlock()
+		s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "replication stream refused: stream limit reached", "from", from, "limit", s.lim.MaxStreams)
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("too many replication streams (limit %d)", s.lim.MaxStreams))
+		return
+	}
+	s.streams[rc] = from
+	s.byPeer[from] = rc
 	s.smu.Unlock()
 	defer func() {
 		s.smu.Lock()
 		delete(s.streams, rc)
+		if s.byPeer[from] == rc {
+			delete(s.byPeer, from)
+		}
 		s.smu.Unlock()
 	}()
+	rc.SetWriteDeadline(time.Time{})
 	br := bufio.NewReaderSize(r.Body, 64<<10)
-	from := r.Header.Get(headerFrom)
 	for {
-		k, err := br.ReadByte()
+		// Renew the idle deadline, unless stop cut the stream meanwhile.
+		s.smu.Lock()
+		if _, ok := s.streams[rc]; !ok || s.stopping {
+			s.smu.Unlock()
+			return
+		}
+		rc.SetReadDeadline(time.Now().Add(s.lim.StreamIdle))
+		s.smu.Unlock()
+		k, body, err := readFrame(br, maxFrame)
 		if err != nil {
-			return // peer closed the stream
-		}
-		n, err := binary.ReadUvarint(br)
-		if err != nil || int(k) >= len(kinds) || n > maxMessage {
-			s.a.log.Warn("malformed replication stream; closing it", "from", from, "err", err)
-			writeError(w, http.StatusBadRequest, fmt.Errorf("%w: bad stream frame", store.ErrCorrupt))
+			s.endStream(w, rc, r, from, err)
 			return
 		}
-		body := make([]byte, n)
-		if _, err := io.ReadFull(br, body); err != nil {
-			return
+		if k == kindKeepalive {
+			continue
 		}
 		if s.a.faults.CutOff() {
 			continue // frozen or isolated: nothing gets through
 		}
 		if _, err := s.a.repl.handleOneWay(kinds[k], body); err != nil {
-			s.a.log.Warn("rejected replication message", "kind", kinds[k], "from", from, "err", err)
+			s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "rejected replication message", "kind", kinds[k], "from", from, "err", err)
 		}
+	}
+}
+
+// endStream counts and logs why a stream ended, and answers the peer if
+// the stream is still up.
+func (s *httpServer) endStream(w http.ResponseWriter, rc *http.ResponseController, r *http.Request, from string, err error) {
+	s.smu.Lock()
+	_, ok := s.streams[rc]
+	cut := !ok || s.stopping
+	s.smu.Unlock()
+	reason := ""
+	switch {
+	case cut:
+		return // this node is stopping, or the peer opened a newer stream
+	case errors.Is(err, errFrameOversize):
+		reason = dropOversize
+	case errors.Is(err, errFrameKind), errors.Is(err, errFrameLength):
+		reason = dropFrame
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		if errors.Is(err, errFrameTruncated) {
+			reason = dropTruncated // a frame started and stalled
+		}
+		s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "replication stream idle: closing it", "from", from, "idle", s.lim.StreamIdle)
+		if reason != "" {
+			s.a.repl.dropped(reason)
+		}
+		return
+	case errors.Is(err, errFrameTruncated):
+		reason = dropTruncated
+	default:
+		return // the peer closed the stream between frames
+	}
+	s.a.repl.dropped(reason)
+	s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "malformed replication stream: closing it", "from", from, "reason", reason, "err", err)
+	if reason != dropTruncated {
+		rc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		code := http.StatusBadRequest
+		if reason == dropOversize {
+			code = http.StatusRequestEntityTooLarge
+		}
+		writeError(w, code, fmt.Errorf("%w: bad stream frame: %v", store.ErrCorrupt, err))
 	}
 }
 
@@ -401,18 +497,27 @@ func (s *httpServer) internal(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("node is paused or isolated (fault injection)"))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxMessage))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCall))
 	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, err)
+		var mbe *http.MaxBytesError
+		reason, code := dropTruncated, http.StatusBadRequest
+		if errors.As(err, &mbe) {
+			reason, code = dropOversize, http.StatusRequestEntityTooLarge
+			err = fmt.Errorf("%w: body over %d bytes", store.ErrCorrupt, maxCall)
+		}
+		s.a.repl.dropped(reason)
+		s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "rejected replication message", "kind", r.PathValue("kind"), "from", r.Header.Get(headerFrom), "reason", reason, "err", err)
+		writeError(w, code, err)
 		return
 	}
 	reply, err := s.a.repl.handle(r.PathValue("kind"), body)
 	if err != nil {
 		code := http.StatusInternalServerError
-		if errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrInvalidKey) || errors.Is(err, store.ErrValueTooLarge) {
+		var re *rejectError
+		if errors.As(err, &re) {
 			code = http.StatusBadRequest
 		}
-		s.a.log.Warn("rejected replication message", "kind", r.PathValue("kind"), "from", r.RemoteAddr, "err", err)
+		s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "rejected replication message", "kind", r.PathValue("kind"), "from", r.Header.Get(headerFrom), "err", err)
 		writeError(w, code, err)
 		return
 	}

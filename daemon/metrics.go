@@ -76,7 +76,10 @@ func (a *Agent) metricsHandler() http.Handler {
 	counter("peerctl_entries_applied_total", "Remote entries that changed this store.", r.applied.Load, nil)
 	counter("peerctl_sync_rounds_total", "Anti-entropy rounds this node started.", r.syncRounds.Load, nil)
 	counter("peerctl_sync_repaired_total", "Entries fetched by anti-entropy.", r.repaired.Load, nil)
-	counter("peerctl_malformed_messages_total", "Replication messages rejected as malformed.", r.malformed.Load, nil)
+	for reason, c := range r.drops {
+		counter("peerctl_malformed_messages_total", "Replication messages and stream frames from peers dropped, by reason (frame, oversize, truncated, decode, refused); info's malformed_dropped is their sum.",
+			c.Load, prometheus.Labels{"reason": reason})
+	}
 	gauge("peerctl_replication_lag_ms", "Age of the newest remote entry when it arrived.", func() float64 { return float64(r.lastLag.Load()) })
 	gauge("peerctl_pending_entries", "Entries queued for peers, not yet sent.", func() float64 { return float64(r.pending()) })
 	gauge("peerctl_keys", "Live keys held.", func() float64 { return float64(a.st.Stats().Keys) })

@@ -41,11 +41,32 @@ import (
 )
 
 const (
-	syncChunk      = 4 << 20  // max bytes of entries in one sync reply
-	pushChunk      = 1 << 20  // max bytes of entries in one push message
-	maxPending     = 32 << 20 // a peer's queue beyond this is dropped; sync repairs
-	maxSyncRepeats = 256      // rounds in a row while a peer says more
+	syncChunk        = 4 << 20       // max bytes of entries in one sync reply
+	maxSyncSummaries = syncChunk / 2 // max bytes of summaries in one sync request
+	pushChunk        = 1 << 20       // max bytes of entries in one push message
+	maxPending       = 32 << 20      // a peer's queue beyond this is dropped; sync repairs
+	maxSyncRepeats   = 256           // rounds in a row while a peer says more
 )
+
+// A batch from a peer is merged in chunks of at most mergeChunkEntries
+// entries or mergeChunkBytes bytes: each Store.Merge holds the store's lock,
+// and a local write waits for at most one chunk, not for the whole batch.
+const (
+	mergeChunkEntries = 256
+	mergeChunkBytes   = 256 << 10
+)
+
+// Reasons a message or frame from a peer is dropped, the label of
+// malformed_dropped in /metrics.
+const (
+	dropFrame     = "frame"     // a stream frame of unknown kind or bad length
+	dropOversize  = "oversize"  // a frame or call body over its limit
+	dropTruncated = "truncated" // a frame or body that ended early
+	dropDecode    = "decode"    // a message that does not decode
+	dropRefused   = "refused"   // entries the store refused (invalid, corrupt, clock skew)
+)
+
+var dropReasons = []string{dropFrame, dropOversize, dropTruncated, dropDecode, dropRefused}
 
 // replicator owns dissemination and anti-entropy for one node.
 type replicator struct {
@@ -72,9 +93,11 @@ type replicator struct {
 	applied      atomic.Uint64
 	syncRounds   atomic.Uint64
 	repaired     atomic.Uint64
-	malformed    atomic.Uint64
-	lastLag      atomic.Int64 // ms
-	avgLag       atomic.Int64 // ms, EWMA
+	malformed    atomic.Uint64             // messages and frames dropped, all reasons
+	drops        map[string]*atomic.Uint64 // by reason; fixed at creation
+	warns        *logLimiter               // warnings about what peers send, per address
+	lastLag      atomic.Int64              // ms
+	avgLag       atomic.Int64              // ms, EWMA
 	lagSamples   atomic.Uint64
 	inflight     atomic.Int64 // batches taken from a queue, not yet sent
 	syncing      atomic.Bool  // in our own rounds: answer digests with "no difference"
@@ -107,6 +130,24 @@ func newReplicator(st *store.Store, tr Transport, c *counters, log *slog.Logger,
 		ctx: ctx, cancel: cancel,
 		peers:   make(map[string]*peer),
 		syncNow: make(chan string, 64),
+		drops:   newDrops(),
+		warns:   newLogLimiter(10 * time.Second),
+	}
+}
+
+func newDrops() map[string]*atomic.Uint64 {
+	m := make(map[string]*atomic.Uint64, len(dropReasons))
+	for _, k := range dropReasons {
+		m[k] = new(atomic.Uint64)
+	}
+	return m
+}
+
+// dropped counts a message or frame from a peer dropped for reason.
+func (r *replicator) dropped(reason string) {
+	r.malformed.Add(1)
+	if c := r.drops[reason]; c != nil {
+		c.Add(1)
 	}
 }
 
@@ -383,7 +424,7 @@ func (r *replicator) syncWith(p *peer) (more bool, err error) {
 	if len(buckets) == 0 {
 		return false, nil
 	}
-	sums := r.st.Summaries(buckets)
+	buckets, sums, cut := r.summariesUpTo(buckets, maxSyncSummaries)
 	start = time.Now()
 	reply, err = r.tr.Call(ctx, p.name, p.addr, kindSync, frame(store.EncodeInts(buckets), store.EncodeSummaries(sums)))
 	if err != nil {
@@ -402,13 +443,16 @@ func (r *replicator) syncWith(p *peer) (more bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("sync reply from %s: %w", p.name, err)
 	}
-	more = len(parts[2]) == 1 && parts[2][0] == 1
+	more = cut || len(parts[2]) == 1 && parts[2][0] == 1
 	if len(entries) > 0 {
-		applied, err := r.st.Merge(entries)
+		applied, err := r.merge(entries)
 		r.repaired.Add(uint64(len(applied)))
-		r.noteApplied(applied)
-		if err != nil && !errors.Is(err, store.ErrCorrupt) && !errors.Is(err, store.ErrInvalidKey) && !errors.Is(err, store.ErrValueTooLarge) {
-			return false, err
+		if err != nil {
+			if !entriesRefused(err) {
+				return false, err
+			}
+			r.dropped(dropRefused)
+			r.warns.warn(r.log, p.addr, "refused entries in a sync reply", "peer", p.name, "err", err)
 		}
 	}
 	if len(want) > 0 {
@@ -431,9 +475,95 @@ func (r *replicator) syncWith(p *peer) (more bool, err error) {
 	return more, nil
 }
 
+// summariesUpTo returns the summaries of as many of buckets as fit in
+// limit bytes (at least one bucket), taken from a random place in the list
+// so that rounds cut short still reach every bucket, and reports whether
+// buckets were left out.
+func (r *replicator) summariesUpTo(buckets []int, limit int) ([]int, []store.Summary, bool) {
+	sums := r.st.Summaries(buckets)
+	size := map[int]int{}
+	total := 0
+	for _, s := range sums {
+		n := len(s.Key) + len(s.Version.Node) + 24
+		size[store.BucketOf(s.Key)] += n
+		total += n
+	}
+	if total <= limit || len(buckets) <= 1 {
+		return buckets, sums, false
+	}
+	off := rand.N(len(buckets))
+	var keep []int
+	in := map[int]bool{}
+	used := 0
+	for i := range buckets {
+		b := buckets[(off+i)%len(buckets)]
+		if len(keep) > 0 && used+size[b] > limit {
+			continue
+		}
+		keep = append(keep, b)
+		in[b] = true
+		used += size[b]
+	}
+	out := sums[:0:0]
+	for _, s := range sums {
+		if in[store.BucketOf(s.Key)] {
+			out = append(out, s)
+		}
+	}
+	return keep, out, true
+}
+
+// merge applies entries from a peer in chunks (mergeChunkEntries), so that
+// local writes interleave with a large batch, and returns those that
+// changed the store. Entries the store refuses are skipped and reported in
+// an error for which entriesRefused holds, after the rest are applied; any
+// other error stops the merge.
+func (r *replicator) merge(es []store.Entry) ([]store.Entry, error) {
+	var applied []store.Entry
+	var refused error
+	for len(es) > 0 {
+		n, size := 0, 0
+		for n < len(es) && n < mergeChunkEntries && (n == 0 || size < mergeChunkBytes) {
+			size += len(es[n].Key) + len(es[n].Value) + 32
+			n++
+		}
+		got, err := r.st.Merge(es[:n])
+		r.noteApplied(got)
+		applied = append(applied, got...)
+		if err != nil {
+			if !entriesRefused(err) {
+				return applied, err
+			}
+			if refused == nil {
+				refused = err
+			}
+		}
+		es = es[n:]
+	}
+	return applied, refused
+}
+
+// entriesRefused reports whether a Merge error means the sender's entries
+// were refused (the sender's fault), rather than that this store failed.
+func entriesRefused(err error) bool {
+	return errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrInvalidKey) || errors.Is(err, store.ErrValueTooLarge)
+}
+
+// rejectError marks an error caused by what the peer sent, with the reason
+// it is counted under.
+type rejectError struct {
+	reason string
+	err    error
+}
+
+func (e *rejectError) Error() string { return e.err.Error() }
+func (e *rejectError) Unwrap() error { return e.err }
+
+func reject(reason string, err error) error { return &rejectError{reason: reason, err: err} }
+
 // handle serves one replication message from a peer and returns the reply.
 // Malformed input returns an error wrapping store.ErrCorrupt and changes
-// nothing.
+// nothing; input the store refuses in part is applied in part.
 func (r *replicator) handle(kind string, body []byte) ([]byte, error) {
 	reply, err := r.handleOneWay(kind, body)
 	if err == nil {
@@ -447,8 +577,9 @@ func (r *replicator) handleOneWay(kind string, body []byte) ([]byte, error) {
 	r.c.received(kind, len(body))
 	reply, err := r.serve(kind, body)
 	if err != nil {
-		if errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrInvalidKey) || errors.Is(err, store.ErrValueTooLarge) {
-			r.malformed.Add(1)
+		var re *rejectError
+		if errors.As(err, &re) {
+			r.dropped(re.reason)
 		}
 		return nil, err
 	}
@@ -460,15 +591,19 @@ func (r *replicator) serve(kind string, body []byte) ([]byte, error) {
 	case kindPush:
 		es, err := store.DecodeBatch(body)
 		if err != nil {
+			return nil, reject(dropDecode, err)
+		}
+		if _, err := r.merge(es); err != nil {
+			if entriesRefused(err) {
+				return nil, reject(dropRefused, err)
+			}
 			return nil, err
 		}
-		applied, err := r.st.Merge(es)
-		r.noteApplied(applied)
-		return nil, err
+		return nil, nil
 	case kindDigest:
 		remote, err := store.DecodeDigest(body)
 		if err != nil {
-			return nil, err
+			return nil, reject(dropDecode, err)
 		}
 		if r.syncing.Load() {
 			// Busy with our own round; the initiator tries a random
@@ -480,15 +615,15 @@ func (r *replicator) serve(kind string, body []byte) ([]byte, error) {
 	case kindSync:
 		parts, err := unframe(body, 2)
 		if err != nil {
-			return nil, err
+			return nil, reject(dropDecode, err)
 		}
 		buckets, err := store.DecodeInts(parts[0])
 		if err != nil {
-			return nil, err
+			return nil, reject(dropDecode, err)
 		}
 		sums, err := store.DecodeSummaries(parts[1])
 		if err != nil {
-			return nil, err
+			return nil, reject(dropDecode, err)
 		}
 		give, take := r.st.Compare(buckets, sums)
 		more := false
@@ -518,7 +653,7 @@ func (r *replicator) serve(kind string, body []byte) ([]byte, error) {
 		}
 		return frame(store.EncodeBatch(es), store.EncodeStrings(take), flag), nil
 	}
-	return nil, fmt.Errorf("%w: unknown message kind %q", store.ErrCorrupt, kind)
+	return nil, reject(dropDecode, fmt.Errorf("%w: unknown message kind %q", store.ErrCorrupt, kind))
 }
 
 // noteApplied records how old remote entries were when they arrived.

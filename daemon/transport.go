@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/peerctl/peerctl/store"
 )
 
 // Transport carries replication messages between daemons: every byte of
@@ -49,18 +51,27 @@ func kindIndex(kind string) (byte, bool) {
 	return 0, false
 }
 
-// maxMessage bounds a replication message body.
+// maxCall bounds a call's body and its reply. The largest are a push of
+// wanted entries and a sync reply: at most syncChunk of entries plus the one
+// that crosses it, and for a sync reply the keys the asker should send,
+// which are at most the keys of its summaries (maxSyncSummaries). Twice
+// syncChunk covers both with room for encoding overhead.
+const maxCall = 2 * syncChunk
+
+// maxMessage bounds what check.go reads from a member's API (a digest, the
+// summaries of differing buckets: ~40 bytes a key).
 const maxMessage = 64 << 20
 
 // httpTransport sends calls as POST /v1/internal/KIND over HTTP/1.1 with
-// keep-alive connections, and one-way messages as frames in the chunked
-// body of one long POST /v1/internal/stream per peer:
-//
-//	frame = kind:u8 len:uvarint body
+// keep-alive connections, and one-way messages as frames (frame.go) in the
+// chunked body of one long POST /v1/internal/stream per peer. An idle
+// stream carries a keepalive frame every keepalive, so the receiver can
+// close a stream that stays silent.
 type httpTransport struct {
-	hc   *http.Client
-	shc  *http.Client // for streams: no overall timeout
-	from string       // this node's name, sent so the receiver can apply its rules to the reply
+	hc        *http.Client
+	shc       *http.Client  // for streams: no overall timeout
+	from      string        // this node's name, sent so the receiver can apply its rules to the reply
+	keepalive time.Duration // an idle stream gets an empty frame this often
 
 	mu      sync.Mutex // guards streams, closed
 	streams map[string]*outStream
@@ -72,23 +83,37 @@ type outStream struct {
 	addr string
 	pw   *io.PipeWriter
 	dead chan struct{} // closed when the request ended
+	sent atomic.Int64  // unix ns of the last frame written
 }
 
 // headerFrom names the sending node on replication requests.
 const headerFrom = "X-Peerctl-From"
 
-func newHTTPTransport(from string) *httpTransport {
+// newHTTPTransport returns a transport for the node named from whose idle
+// streams carry a keepalive frame every keepalive.
+func newHTTPTransport(from string, keepalive time.Duration) *httpTransport {
 	tr := &http.Transport{
 		MaxIdleConnsPerHost: 4,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
+		// Below the receiver's idle timeout (Limits.IdleTimeout), so the
+		// idle connection is closed by this side, never reused just as
+		// the server closes it.
+		IdleConnTimeout:    90 * time.Second,
+		DisableCompression: true,
 	}
 	return &httpTransport{
-		hc:      &http.Client{Transport: tr, Timeout: 30 * time.Second},
-		shc:     &http.Client{Transport: tr},
-		from:    from,
-		streams: make(map[string]*outStream),
+		hc:        &http.Client{Transport: tr, Timeout: 30 * time.Second},
+		shc:       &http.Client{Transport: tr},
+		from:      from,
+		keepalive: keepalive,
+		streams:   make(map[string]*outStream),
 	}
+}
+
+// setHeaders marks a request as replication from this node.
+func (t *httpTransport) setHeaders(req *http.Request) {
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set(headerClient, "1")
+	req.Header.Set(headerFrom, t.from)
 }
 
 func (t *httpTransport) Send(peer, addr, kind string, body []byte) error {
@@ -100,10 +125,11 @@ func (t *httpTransport) Send(peer, addr, kind string, body []byte) error {
 	if err != nil {
 		return err
 	}
-	frame := make([]byte, 0, 1+binary.MaxVarintLen64+len(body))
-	frame = append(frame, k)
-	frame = binary.AppendUvarint(frame, uint64(len(body)))
-	frame = append(frame, body...)
+	if len(body) > maxFrame {
+		return fmt.Errorf("send %s to %s: %d bytes, over the frame limit %d", kind, peer, len(body), maxFrame)
+	}
+	frame := appendFrame(make([]byte, 0, 1+binary.MaxVarintLen64+len(body)), k, body)
+	s.sent.Store(time.Now().UnixNano())
 	if _, err := s.pw.Write(frame); err != nil {
 		t.mu.Lock()
 		if t.streams[peer] == s {
@@ -138,9 +164,10 @@ func (t *httpTransport) stream(peer, addr string) (*outStream, error) {
 		return nil, err
 	}
 	req.ContentLength = -1
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set(headerFrom, t.from)
+	t.setHeaders(req)
 	s := &outStream{addr: addr, pw: pw, dead: make(chan struct{})}
+	s.sent.Store(time.Now().UnixNano())
+	go s.keepAlive(t.keepalive)
 	go func() {
 		defer close(s.dead)
 		resp, err := t.shc.Do(req)
@@ -155,23 +182,50 @@ func (t *httpTransport) stream(peer, addr string) (*outStream, error) {
 	return s, nil
 }
 
+// keepAlive writes an empty frame whenever the stream has carried nothing
+// for every, until the stream ends.
+func (s *outStream) keepAlive(every time.Duration) {
+	t := time.NewTicker(every / 2)
+	defer t.Stop()
+	ping := []byte{kindKeepalive, 0}
+	for {
+		select {
+		case <-s.dead:
+			return
+		case <-t.C:
+		}
+		if time.Since(time.Unix(0, s.sent.Load())) < every {
+			continue
+		}
+		s.sent.Store(time.Now().UnixNano())
+		if _, err := s.pw.Write(ping); err != nil {
+			return
+		}
+	}
+}
+
 var errTransportClosed = errors.New("transport closed")
 
 func (t *httpTransport) Call(ctx context.Context, peer, addr, kind string, body []byte) ([]byte, error) {
+	if len(body) > maxCall {
+		return nil, fmt.Errorf("%s to %s: %d bytes, over the call limit %d", kind, peer, len(body), maxCall)
+	}
 	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+addr+"/v1/internal/"+kind, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set(headerFrom, t.from)
+	t.setHeaders(req)
 	resp, err := t.hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%s to %s: %w", kind, peer, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxMessage+1))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxCall+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s to %s: read reply: %w", kind, peer, err)
+	}
+	if len(data) > maxCall {
+		return nil, fmt.Errorf("%s to %s: %w: reply over %d bytes", kind, peer, store.ErrCorrupt, maxCall)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%s to %s: %s: %s", kind, peer, resp.Status, bytes.TrimSpace(data))

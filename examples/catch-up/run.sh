@@ -41,7 +41,8 @@ holds() { [ "$(counter "$1" keys)" = "$2" ]; }
 # bulk_put I PREFIX COUNT: write PREFIX00001..PREFIX<COUNT> at node I and
 # print how many writes it acknowledged. `peerctl put` is one process per
 # write (a few ms of CPU each); this sends the same request it does,
-# PUT /v1/kv/KEY with the value as body, COUNT times over one HTTP
+# PUT /v1/kv/KEY with the value as body and the X-Peerctl-Client header
+# the API requires of writes, COUNT times over one HTTP
 # connection (bash's /dev/tcp), reading the answers as they come.
 bulk_put() {
 	local i=$1 prefix=$2 count=$3 host=127.0.0.1 port r v last pad
@@ -56,7 +57,7 @@ bulk_put() {
 		v=${v:0:VALUE_SIZE}
 		last=""
 		((r < count)) || last=$'Connection: close\r\n'
-		printf 'PUT /v1/kv/%s%05d HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n%s\r\n%s' \
+		printf 'PUT /v1/kv/%s%05d HTTP/1.1\r\nHost: %s\r\nX-Peerctl-Client: 1\r\nContent-Length: %d\r\n%s\r\n%s' \
 			"$prefix" "$r" "$host:$port" "${#v}" "$last" "$v"
 	done >&3
 	wait "$reader" # the daemon closes the connection after the last answer
