@@ -399,7 +399,7 @@ func (s *httpServer) stream(w http.ResponseWriter, r *http.Request) {
 	s.smu.Lock()
 	if s.stopping {
 		s.smu.Unlock()
-		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("shutting down"))
+		refuseStream(w, rc, http.StatusServiceUnavailable, fmt.Errorf("shutting down"))
 		return
 	}
 	if old, ok := s.byPeer[from]; ok {
@@ -408,7 +408,7 @@ func (s *httpServer) stream(w http.ResponseWriter, r *http.Request) {
 	} else if len(s.streams) >= s.lim.MaxStreams {
 		s.smu.Unlock()
 		s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "replication stream refused: stream limit reached", "from", from, "limit", s.lim.MaxStreams)
-		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("too many replication streams (limit %d)", s.lim.MaxStreams))
+		refuseStream(w, rc, http.StatusServiceUnavailable, fmt.Errorf("too many replication streams (limit %d)", s.lim.MaxStreams))
 		return
 	}
 	s.streams[rc] = from
@@ -482,13 +482,22 @@ func (s *httpServer) endStream(w http.ResponseWriter, rc *http.ResponseControlle
 	s.a.repl.dropped(reason)
 	s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "malformed replication stream: closing it", "from", from, "reason", reason, "err", err)
 	if reason != dropTruncated {
-		rc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		code := http.StatusBadRequest
 		if reason == dropOversize {
 			code = http.StatusRequestEntityTooLarge
 		}
-		writeError(w, code, fmt.Errorf("%w: bad stream frame: %v", store.ErrCorrupt, err))
+		refuseStream(w, rc, code, fmt.Errorf("%w: bad stream frame: %v", store.ErrCorrupt, err))
 	}
+}
+
+// refuseStream answers a stream with an error and closes the connection
+// at once: net/http would otherwise read on through the rest of the body,
+// which a stream never ends.
+func refuseStream(w http.ResponseWriter, rc *http.ResponseController, code int, err error) {
+	rc.SetReadDeadline(time.Now())
+	rc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	w.Header().Set("Connection", "close")
+	writeError(w, code, err)
 }
 
 // internal serves replication messages from peers (replicate.go).
