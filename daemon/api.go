@@ -20,7 +20,14 @@ package daemon
 //	GET    /v1/summaries?b=1,2     summaries of those digest buckets (binary)
 //	POST   /v1/faults ...          fault injection: see faultsapi.go
 //
-// KEY is path-escaped (url.PathEscape), so it may contain '/'.
+// KEY is path-escaped (url.PathEscape), so it may contain '/'. A query
+// string that does not parse is refused (400).
+//
+// Every POST, PUT and DELETE must carry Content-Type application/json or
+// application/octet-stream, or the header X-Peerctl-Client (Client sends
+// it); a request with a foreign Origin, or on a loopback API a Host that is
+// not loopback, is refused (403). See guard.go. GET /debug/pprof/ is served
+// only with Config.Pprof (--pprof).
 //
 // Replication between daemons uses POST /v1/internal/{push,digest,sync} with
 // the binary encoding of store/codec.go; see replicate.go. Those paths go

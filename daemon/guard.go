@@ -125,9 +125,12 @@ func originOK(origin, host string) bool {
 	return strings.EqualFold(u.Host, host)
 }
 
-// logLimiter lets a warning about one remote address through once per
+// logLimiter lets each warning about one remote host through once per
 // interval, so a peer or attacker sending garbage cannot flood the log. It
-// remembers at most maxKeys addresses. It is safe for concurrent use.
+// keys on the host and the message, not on the name a peer claims (anyone
+// can claim any name), so on loopback, where every peer is 127.0.0.1, one
+// line stands for all local peers and says how many it stood for. It
+// remembers at most logLimiterKeys keys. It is safe for concurrent use.
 type logLimiter struct {
 	every time.Duration
 
@@ -143,14 +146,15 @@ func newLogLimiter(every time.Duration) *logLimiter {
 	return &logLimiter{every: every, last: make(map[string]time.Time), quiet: make(map[string]int)}
 }
 
-// warn logs msg with args and the remote address unless a line about the
-// same host was logged less than every ago; the next line says how many
+// warn logs msg with args and the remote address unless the same msg about
+// the same host was logged less than every ago; the next line says how many
 // were suppressed meanwhile.
 func (l *logLimiter) warn(log *slog.Logger, remote, msg string, args ...any) {
 	host := remote
 	if h, _, err := net.SplitHostPort(remote); err == nil {
 		host = h
 	}
+	host += " " + msg
 	now := time.Now()
 	l.mu.Lock()
 	if t, ok := l.last[host]; ok && now.Sub(t) < l.every {

@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -215,4 +217,34 @@ func TestPprofOnlyWithFlag(t *testing.T) {
 			t.Errorf("GET %s with --pprof: %d; want 200", p, code)
 		}
 	}
+}
+
+// A flood of warnings about one host logs one line per message and
+// interval, and the next line says how many it stood for.
+func TestLogLimiter(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	l := newLogLimiter(time.Hour)
+	for i := 0; i < 100; i++ {
+		l.warn(log, fmt.Sprintf("10.0.0.1:%d", 1000+i), "bad frame", "i", i)
+	}
+	l.warn(log, "10.0.0.2:1", "bad frame")
+	l.warn(log, "10.0.0.1:1", "refused")
+	if got := strings.Count(buf.String(), "\n"); got != 3 {
+		t.Fatalf("%d lines logged; want 3:\n%s", got, buf.String())
+	}
+	if !strings.Contains(buf.String(), "remote=10.0.0.1:1000") {
+		t.Errorf("first line lacks the remote address:\n%s", buf.String())
+	}
+	buf.Reset()
+	l = newLogLimiter(20 * time.Millisecond)
+	l.warn(log, "10.0.0.1:1", "bad frame")
+	l.warn(log, "10.0.0.1:2", "bad frame")
+	waitFor(t, 5*time.Second, "a second line after the interval", func() error {
+		l.warn(log, "10.0.0.1:3", "bad frame")
+		if !strings.Contains(buf.String(), "suppressed_since_last=") {
+			return fmt.Errorf("logged:\n%s", buf.String())
+		}
+		return nil
+	})
 }

@@ -1,0 +1,133 @@
+package daemon
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"testing"
+)
+
+// Fuzz targets for what the network hands the daemon. Their seed corpora
+// run with the normal tests; a long run is, e.g.
+//
+//	go test ./daemon -run '^$' -fuzz '^FuzzReadFrame$' -fuzztime 60s
+
+// FuzzReadFrame feeds arbitrary bytes to the stream frame parser: it never
+// panics, never returns a body over the limit, allocates about what
+// arrived, reports a clean end only where the input ends, and what it
+// accepts survives a round trip through appendFrame.
+func FuzzReadFrame(f *testing.F) {
+	f.Add(appendFrame(nil, 0, []byte("push body")))
+	f.Add(appendFrame(appendFrame(nil, 1, nil), kindKeepalive, nil))
+	f.Add([]byte{kindKeepalive, 1, 0})
+	f.Add(frameHeader(0, 64<<20))
+	f.Add(append(frameHeader(2, 300), "short"...))
+	f.Add([]byte{0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f})
+	f.Add([]byte{9, 0})
+	const max = 1 << 10
+	f.Fuzz(func(t *testing.T, in []byte) {
+		src := bytes.NewReader(in)
+		br := bufio.NewReaderSize(src, 16)
+		for {
+			kind, body, err := readFrame(br, max)
+			consumed := len(in) - src.Len() - br.Buffered()
+			if err != nil {
+				if err == io.EOF && consumed != len(in) {
+					t.Fatalf("clean end after %d of %d bytes", consumed, len(in))
+				}
+				return
+			}
+			if len(body) > max {
+				t.Fatalf("body of %d bytes over the limit %d", len(body), max)
+			}
+			if cap(body) > 2*len(body)+frameStep {
+				t.Fatalf("body of %d bytes holds %d", len(body), cap(body))
+			}
+			if kind != kindKeepalive && int(kind) >= len(kinds) {
+				t.Fatalf("accepted kind %d", kind)
+			}
+			k2, b2, err := readFrame(bufio.NewReader(bytes.NewReader(appendFrame(nil, kind, body))), max)
+			if err != nil || k2 != kind || !bytes.Equal(b2, body) {
+				t.Fatalf("frame (%d, %x) round-trips to (%d, %x, %v)", kind, body, k2, b2, err)
+			}
+		}
+	})
+}
+
+// FuzzUnframe checks the framing of sync messages: it never panics, and
+// what it accepts survives a round trip through frame.
+func FuzzUnframe(f *testing.F) {
+	f.Add(frame([]byte("a"), nil, []byte{1}), 3)
+	f.Add(frame(nil, nil), 2)
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, 2)
+	f.Fuzz(func(t *testing.T, in []byte, n int) {
+		n = n & 7
+		parts, err := unframe(in, n)
+		if err != nil {
+			return
+		}
+		if len(parts) != n {
+			t.Fatalf("unframe(%x, %d) returned %d parts", in, n, len(parts))
+		}
+		again, err := unframe(frame(parts...), n)
+		if err != nil || len(again) != n {
+			t.Fatalf("unframe(%x): parts %q do not round-trip: %q, %v", in, parts, again, err)
+		}
+		for i := range parts {
+			if !bytes.Equal(again[i], parts[i]) {
+				t.Fatalf("unframe(%x): part %d %q round-trips to %q", in, i, parts[i], again[i])
+			}
+		}
+	})
+}
+
+// fuzzAgent starts an in-memory agent for a fuzz target: one per target
+// and process (a fresh one per input would make the fuzzer crawl). It logs
+// nowhere: millions of inputs would fill the test log.
+func fuzzAgent(f *testing.F) *Agent {
+	cfg := DefaultConfig()
+	cfg.Name, cfg.Bind, cfg.API, cfg.InMemory = "fz", "127.0.0.1:0", "127.0.0.1:0", true
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Kill = func() {}
+	a, err := Create(cfg)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { a.Shutdown() })
+	return a
+}
+
+// FuzzFaultsJSON posts arbitrary JSON bodies to the fault endpoints, as a
+// client would: the daemon answers 2xx or 4xx, never 5xx or a panic, and
+// every rule it installed is one it accepts.
+func FuzzFaultsJSON(f *testing.F) {
+	f.Add(true, []byte(`{"kind":"partition","groups":[["fz"],["x"]]}`))
+	f.Add(true, []byte(`{"kind":"delay","nodes":["*"],"delay":1000000,"jitter":-5,"for":-1}`))
+	f.Add(true, []byte(`{"kind":"loss","nodes":["fz"],"rate":1e309}`))
+	f.Add(false, []byte(`{"rules":[{"id":"f-1","kind":"pause","since":"2026-01-01T00:00:00Z"}],"seed":7}`))
+	f.Add(false, []byte(`{"rules":[{"kind":"delay","delay":-1}]}`))
+	f.Add(false, []byte(`{"rules":null}`))
+	f.Add(true, []byte(`[`))
+	a := fuzzAgent(f)
+	f.Fuzz(func(t *testing.T, cluster bool, body []byte) {
+		path := "/v1/faults/local"
+		if cluster {
+			path = "/v1/faults"
+		}
+		req := httptest.NewRequest("POST", "http://"+a.APIAddr()+path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		a.http.ServeHTTP(w, req)
+		if w.Code >= 500 {
+			t.Fatalf("POST %s %q: %d %s", path, body, w.Code, w.Body)
+		}
+		for _, r := range a.faults.Rules() {
+			if err := r.validate(); err != nil {
+				t.Fatalf("POST %s %q installed a rule it refuses: %v", path, body, err)
+			}
+		}
+		a.faults.Heal()
+	})
+}
