@@ -10,6 +10,12 @@ package daemon
 // A frame's length is checked against maxFrame before any byte of the body
 // is read, and the body grows only as its bytes arrive: a header announcing
 // a large frame costs nothing until the bytes are actually sent.
+//
+// Mixed versions: a daemon from before keepalives closes a stream that
+// carries one (unknown kind), and one that sends none has its idle streams
+// closed after Limits.StreamIdle. Either way the sender opens a new stream
+// at its next push; a push lost with the old one is repaired by
+// anti-entropy.
 
 import (
 	"bufio"

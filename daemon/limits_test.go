@@ -194,8 +194,14 @@ func TestSlowAndIdleConnectionsAreClosed(t *testing.T) {
 // An idle stream between two nodes carries keepalive frames and is not cut
 // by the receiver's idle deadline: the same stream carries the next push.
 func TestIdleStreamStaysUp(t *testing.T) {
-	n1 := startNode(t, limitsConfig(t, "n1"))
-	n2 := startNode(t, limitsConfig(t, "n2", n1.GossipAddr()))
+	// Ten keepalives per idle timeout: a loaded machine may delay some.
+	const idle, keepalive = 1500 * time.Millisecond, 150 * time.Millisecond
+	c1, c2 := limitsConfig(t, "n1"), limitsConfig(t, "n2")
+	c1.Limits.StreamIdle, c1.Limits.StreamKeepalive = idle, keepalive
+	c2.Limits.StreamIdle, c2.Limits.StreamKeepalive = idle, keepalive
+	n1 := startNode(t, c1)
+	c2.Join = []string{n1.GossipAddr()}
+	n2 := startNode(t, c2)
 	nodes := []*testNode{n1, n2}
 	waitFor(t, 15*time.Second, "both alive", func() error { return allAlive(nodes, 2) })
 	if _, err := n1.Put("a", []byte("1")); err != nil {
@@ -211,8 +217,8 @@ func TestIdleStreamStaysUp(t *testing.T) {
 	if first == nil {
 		t.Fatal("n2 holds no stream from n1")
 	}
-	// Three idle timeouts pass without a write.
-	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+	// Over two idle timeouts pass without a write.
+	for end := time.Now().Add(2*idle + idle/2); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		if s := stream(); s != first {
 			t.Fatalf("the stream from n1 was replaced or closed while idle")
 		}
