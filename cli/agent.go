@@ -98,6 +98,10 @@ PEERCTL_<FLAG>, e.g. PEERCTL_DATA_DIR.`,
 				Usage: "wait up to `DURATION` to batch writes into one push per peer"},
 			&cli.Uint64Flag{Name: "fault-seed", EnvVars: env("fault-seed"),
 				Usage: "seed the fault layer's random choices (loss, jitter) with `N` so a run can be replayed"},
+			&cli.BoolFlag{Name: "resync", EnvVars: env("resync"),
+				Usage: "recover a damaged store: move DIR/store aside to DIR/store.damaged-TIME (kept) and start empty, refilling from peers; give it once, not in a unit file"},
+			&cli.Uint64Flag{Name: "min-free-mib", EnvVars: env("min-free-mib"), Value: def.MinFreeSpace >> 20,
+				Usage: "refuse writes (HTTP 507) while the data dir's disk has less than `MIB` MiB free, so badger never fills it (Linux; 0 disables)"},
 			&cli.BoolFlag{Name: "trace-arrivals", EnvVars: env("trace-arrivals"),
 				Usage: "record when each key first became readable here, for `peerctl bench` (GET /v1/debug/arrivals)"},
 		},
@@ -140,6 +144,11 @@ func runAgent(c *cli.Context, create createFunc) error {
 	cfg.PushWindow = c.Duration("push-window")
 	cfg.FaultSeed = c.Uint64("fault-seed")
 	cfg.TraceArrivals = c.Bool("trace-arrivals")
+	cfg.Resync = c.Bool("resync")
+	if m := c.Uint64("min-free-mib"); m > 1<<30 {
+		return fmt.Errorf("--min-free-mib %d: more than 1 PiB", m)
+	}
+	cfg.MinFreeSpace = c.Uint64("min-free-mib") << 20
 	cfg.Logger = log
 	left := make(chan struct{})
 	var once sync.Once
