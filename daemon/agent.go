@@ -164,12 +164,25 @@ func (a *Agent) openStore() error {
 			opts.BeforeWrite = a.disk.check
 			if free, ok := a.disk.read(); ok && free < openFloor {
 				opts.ReadOnly = true
-				a.log.Error("disk full at start: store opened read-only, serving reads and refusing writes (507); free space and restart the agent to accept writes",
-					"dir", a.cfg.DataDir, "free", mib(free), "need", mib(openFloor))
 			}
 		}
 	}
 	be, err := badger.Open(dir, opts)
+	if err != nil && opts.ReadOnly && !errors.Is(err, badger.ErrLocked) && !errors.Is(err, badger.ErrDamaged) {
+		// Badger opens read-only only a store stopped cleanly: after a
+		// crash it must replay and truncate its memtable log.
+		why := "badger cannot open it read-only"
+		if strings.Contains(err.Error(), "truncate required") {
+			why = "it was not stopped cleanly, so badger must write to open it"
+		}
+		free, _ := a.disk.read()
+		return fmt.Errorf("--data-dir %s: the disk is full (%s free, %s needed to open the store for writing) and %s: free some space and start again; nothing was changed",
+			a.cfg.DataDir, mib(free), mib(openFloor), why)
+	}
+	if err == nil && opts.ReadOnly {
+		a.log.Error("disk full at start: store opened read-only, serving reads and refusing writes (507); free space and restart the agent to accept writes",
+			"dir", a.cfg.DataDir, "need", mib(openFloor))
+	}
 	if err != nil {
 		if errors.Is(err, badger.ErrLocked) {
 			return fmt.Errorf("--data-dir %s is in use by another running agent: stop it or choose another --data-dir", a.cfg.DataDir)
@@ -401,7 +414,7 @@ func (a *Agent) maintain() {
 			} else if n > 0 {
 				a.log.Info("purged tombstones", "count", n, "older_than", a.cfg.TombstoneTTL)
 			}
-			if a.disk != nil && a.disk.check() != nil {
+			if a.disk != nil && a.disk.check(0) != nil {
 				continue // value-log GC writes new files
 			}
 			if err := a.be.RunGC(); err != nil {

@@ -42,7 +42,10 @@ const DefaultMinFreeSpace = 64 << 20
 const openFloor = 16 << 20
 
 // diskRecheck is how long a free-space reading is reused: one statfs per
-// second, not one per write.
+// second, not one per write. Between readings the guard subtracts what it
+// let through (twice the bytes, for Badger's log plus value log), and
+// reads again early once that reaches a quarter of the minimum, so a fast
+// writer cannot outrun a stale reading.
 const diskRecheck = time.Second
 
 // diskGuard refuses writes while the data dir's disk is nearly full. Its
@@ -58,7 +61,8 @@ type diskGuard struct {
 	checked time.Time
 	free    uint64
 	known   bool
-	low     bool // last reading was below min
+	since   uint64 // bytes let through since the reading (estimated)
+	low     bool   // last reading was below min
 }
 
 func newDiskGuard(dir string, min uint64, log *slog.Logger) *diskGuard {
@@ -71,11 +75,18 @@ func newDiskGuard(dir string, min uint64, log *slog.Logger) *diskGuard {
 func (g *diskGuard) read() (uint64, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	return g.readLocked()
+}
+
+func (g *diskGuard) readLocked() (uint64, bool) {
 	now := g.now()
-	if !g.checked.IsZero() && now.Sub(g.checked) < diskRecheck {
-		return g.free, g.known
+	if !g.checked.IsZero() && now.Sub(g.checked) < diskRecheck && g.since < g.min/4 {
+		if g.since >= g.free {
+			return 0, g.known
+		}
+		return g.free - g.since, g.known
 	}
-	g.checked = now
+	g.checked, g.since = now, 0
 	free, ok, err := g.stat(g.dir)
 	if err != nil {
 		g.log.Warn("cannot read free disk space; writes are not checked", "dir", g.dir, "err", err)
@@ -93,14 +104,19 @@ func (g *diskGuard) read() (uint64, bool) {
 	return free, ok
 }
 
-// check returns an error wrapping store.ErrNoSpace while free space is
-// below the minimum. It is Badger's Options.BeforeWrite.
-func (g *diskGuard) check() error {
-	free, ok := g.read()
-	if ok && free < g.min {
-		return fmt.Errorf("%w: %s free on the disk of %s, below --min-free-space %s: free some space (writes resume by themselves)",
+// check returns an error wrapping store.ErrNoSpace if writing n more
+// bytes would leave less than the minimum free. It is Badger's
+// Options.BeforeWrite.
+func (g *diskGuard) check(n int) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	free, ok := g.readLocked()
+	cost := 2 * uint64(max(n, 0))
+	if ok && (free < cost || free-cost < g.min) {
+		return fmt.Errorf("%w: %s free on the disk of %s, the minimum is %s (--min-free-mib): free some space, writes resume by themselves",
 			store.ErrNoSpace, mib(free), g.dir, mib(g.min))
 	}
+	g.since += cost
 	return nil
 }
 

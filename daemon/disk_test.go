@@ -20,25 +20,37 @@ func TestDiskGuard(t *testing.T) {
 	g.now = func() time.Time { return now }
 	g.stat = func(string) (uint64, bool, error) { calls++; return free, true, nil }
 
-	if err := g.check(); err != nil {
+	if err := g.check(0); err != nil {
 		t.Fatalf("check with 100 MiB free = %v; want nil", err)
 	}
 	free = 10 << 20
-	if err := g.check(); err != nil || calls != 1 {
+	if err := g.check(0); err != nil || calls != 1 {
 		t.Fatalf("check within a second = %v after %d statfs; want the cached reading", err, calls)
 	}
 	now = now.Add(diskRecheck)
-	if err := g.check(); !errors.Is(err, store.ErrNoSpace) {
+	if err := g.check(0); !errors.Is(err, store.ErrNoSpace) {
 		t.Fatalf("check with 10 MiB free = %v; want ErrNoSpace", err)
 	}
 	free = 65 << 20
 	now = now.Add(diskRecheck)
-	if err := g.check(); err != nil {
+	if err := g.check(0); err != nil {
 		t.Fatalf("check after space came back = %v; want nil", err)
+	}
+	// Bytes let through count against the reading, and a quarter of the
+	// minimum written forces a new reading within the second.
+	free, calls = 100<<20, 0
+	now = now.Add(diskRecheck)
+	for i := 0; i < 2; i++ {
+		if err := g.check(5 << 20); err != nil {
+			t.Fatalf("write %d of 5 MiB with 100 MiB free = %v", i, err)
+		}
+	}
+	if err := g.check(20 << 20); !errors.Is(err, store.ErrNoSpace) || calls != 2 {
+		t.Fatalf("20 MiB more after 2x5 MiB = %v after %d statfs; want ErrNoSpace after a new reading", err, calls)
 	}
 	g.stat = func(string) (uint64, bool, error) { return 0, false, errors.New("statfs failed") }
 	now = now.Add(diskRecheck)
-	if err := g.check(); err != nil {
+	if err := g.check(0); err != nil {
 		t.Fatalf("check when statfs fails = %v; want nil (unchecked)", err)
 	}
 }

@@ -62,10 +62,11 @@ type Options struct {
 	// messages at debug level, and a warning for every record Load
 	// quarantines. Nil silences them.
 	Logger *slog.Logger
-	// BeforeWrite, if set, is called before every Put and Quarantine; an
-	// error fails the write before Badger sees it. The daemon refuses
-	// writes there while the disk is nearly full (store.ErrNoSpace).
-	BeforeWrite func() error
+	// BeforeWrite, if set, is called before every Put and Quarantine with
+	// the bytes about to be written (keys and encoded values); an error
+	// fails the write before Badger sees it. The daemon refuses writes
+	// there while the disk is nearly full (store.ErrNoSpace).
+	BeforeWrite func(n int) error
 	// ReadOnly opens the store without writing anything: no compaction,
 	// no new logs. Put, Delete and Quarantine fail with store.ErrNoSpace.
 	// For a start on a full disk.
@@ -80,7 +81,7 @@ type Backend struct {
 	inMemory bool
 	unlock   func() error
 	log      *slog.Logger // never nil
-	before   func() error // nil: no check
+	before   func(n int) error // nil: no check
 	readOnly bool
 
 	quarantined atomic.Int64 // records under prefixQuarantine
@@ -355,7 +356,11 @@ func (b *Backend) Get(key string) (store.Entry, error) {
 // into several, committed in order; if a later one fails, the earlier ones
 // stay stored, which is a valid state because entries are independent.
 func (b *Backend) Put(entries []store.Entry) error {
-	if err := b.canWrite(); err != nil {
+	n := 0
+	for _, e := range entries {
+		n += 2*len(e.Key) + len(e.Version.Node) + len(e.Value) + 16
+	}
+	if err := b.canWrite(n); err != nil {
 		return fmt.Errorf("badger: put %d entries: %w", len(entries), err)
 	}
 	err := b.batch(len(entries), func(txn *badger.Txn, i int) error {
@@ -409,13 +414,14 @@ func (b *Backend) batch(n int, op func(txn *badger.Txn, i int) error) error {
 // errReadOnly fails writes to a store opened with Options.ReadOnly.
 var errReadOnly = fmt.Errorf("%w: the store was opened read-only because the disk was full at start; restart the agent once space is freed", store.ErrNoSpace)
 
-// canWrite fails when the store is read-only or BeforeWrite refuses.
-func (b *Backend) canWrite() error {
+// canWrite fails when the store is read-only or BeforeWrite refuses n
+// bytes.
+func (b *Backend) canWrite(n int) error {
 	if b.readOnly {
 		return errReadOnly
 	}
 	if b.before != nil {
-		return b.before()
+		return b.before(n)
 	}
 	return nil
 }

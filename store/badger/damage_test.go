@@ -269,7 +269,7 @@ func TestQuarantine(t *testing.T) {
 func TestBeforeWrite(t *testing.T) {
 	dir := t.TempDir()
 	full := true
-	b := openTest(t, dir, Options{BeforeWrite: func() error {
+	b := openTest(t, dir, Options{BeforeWrite: func(int) error {
 		if full {
 			return store.ErrNoSpace
 		}

@@ -34,7 +34,7 @@ func quarantineKey(key string) []byte {
 // an error. It implements store.Quarantiner; store.Open and Load call it
 // before any write, and it is not meant to race with Put on the same key.
 func (b *Backend) Quarantine(key string, reason error) error {
-	if err := b.canWrite(); err != nil {
+	if err := b.canWrite(store.MaxValueLen); err != nil {
 		return fmt.Errorf("badger: quarantine %q: %w", key, err)
 	}
 	why := "unknown"
