@@ -247,4 +247,3 @@ func TestDamagedValueLogRepaired(t *testing.T) {
 	}
 	t.Logf("quarantined at n2: %d", info.Store.Quarantined)
 }
-

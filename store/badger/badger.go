@@ -80,7 +80,7 @@ type Backend struct {
 	dir      string // "" in memory
 	inMemory bool
 	unlock   func() error
-	log      *slog.Logger // never nil
+	log      *slog.Logger      // never nil
 	before   func(n int) error // nil: no check
 	readOnly bool
 
