@@ -115,7 +115,7 @@ func Open(dir string, opts Options) (*Backend, error) {
 			return nil, fmt.Errorf("badger: open %s: %w", dir, err)
 		}
 		b.unlock = unlock
-		if err := verifyDir(dir, bopts); err != nil {
+		if err := verifyDir(dir, bopts); err != nil && !noVerify {
 			b.unlock()
 			return nil, fmt.Errorf("badger: open %s: %w", dir, err)
 		}
@@ -165,6 +165,10 @@ func (b *Backend) countPrefix(prefix byte) int {
 	return n
 }
 
+// noVerify turns checksum verification and verifyDir off; only the
+// benchmarks that measure their cost set it.
+var noVerify bool
+
 // tunedOptions is the low-memory configuration: a few MiB of memtables
 // and cache per instance instead of Badger's ~600 MiB defaults, so that
 // dozens of agents fit on one laptop (see shared/FACTS.md for measurements).
@@ -195,6 +199,9 @@ func tunedOptions(dir string, opts Options) badger.Options {
 		WithChecksumVerificationMode(options.OnBlockRead).
 		WithVerifyValueChecksum(true).
 		WithReadOnly(opts.ReadOnly && !opts.InMemory)
+	if noVerify {
+		o = o.WithChecksumVerificationMode(options.NoVerification).WithVerifyValueChecksum(false)
+	}
 	if opts.InMemory {
 		// In memory Badger keeps every value in the LSM tree but still
 		// rejects values above ValueThreshold (v4.9.6 reads the threshold

@@ -47,3 +47,4 @@ func BenchmarkStorePut(b *testing.B) {
 		}
 	}
 }
+
