@@ -230,8 +230,11 @@ func TestDamagedValueLogRepaired(t *testing.T) {
 	}
 	scribble(t, vlog, int64(off+len(bigValue(7))/2), 64)
 
-	start(t, "n2-damaged", "agent", "--data-dir", n2.dir)
+	p2 = start(t, "n2-damaged", "agent", "--data-dir", n2.dir)
 	waitKeys(t, n2, n1)
+	if out := p2.Output(); !strings.Contains(out, "fewer entries than at the last clean stop") || !strings.Contains(out, "quarantined") {
+		t.Errorf("n2's log does not warn about the entries lost since its clean stop:\n%s", procs.Tail(out, 20))
+	}
 	checkValues(t, n2, want)
 	var info struct {
 		Store struct {

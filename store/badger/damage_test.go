@@ -296,3 +296,27 @@ func TestBeforeWrite(t *testing.T) {
 		t.Fatalf("read-only Put = %v; want ErrNoSpace", err)
 	}
 }
+
+// FuzzDecodeQuarantine: any bytes under the quarantine prefix decode to a
+// reason and raw bytes or fail with ErrCorrupt, and what encodes decodes.
+func FuzzDecodeQuarantine(f *testing.F) {
+	f.Add(encodeQuarantine("reason", []byte("raw")))
+	f.Add([]byte{formatV1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		reason, raw, err := decodeQuarantine(b)
+		if err != nil {
+			if !errors.Is(err, store.ErrCorrupt) {
+				t.Fatalf("decodeQuarantine(%x) = %v; want ErrCorrupt", b, err)
+			}
+			return
+		}
+		if len(reason) > maxReasonLen {
+			return // not made by encodeQuarantine, still decoded safely
+		}
+		r2, raw2, err := decodeQuarantine(encodeQuarantine(reason, raw))
+		if err != nil || r2 != reason || !bytes.Equal(raw2, raw) {
+			t.Fatalf("round trip of %q, %x = %q, %x, %v", reason, raw, r2, raw2, err)
+		}
+	})
+}
