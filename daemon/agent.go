@@ -157,7 +157,11 @@ func (a *Agent) openStore() error {
 				return fmt.Errorf("--resync: %w", err)
 			}
 			os.Remove(filepath.Join(a.cfg.DataDir, cleanStopFile))
-			a.log.Warn("--resync: moved the store aside (kept, delete it yourself once the node has caught up); starting empty and refilling from peers", "moved_to", to)
+			if to == "" {
+				a.log.Info("--resync: no store to move aside; starting empty and refilling from peers")
+			} else {
+				a.log.Warn("--resync: moved the store aside (kept, delete it yourself once the node has caught up); starting empty and refilling from peers", "moved_to", to)
+			}
 		}
 		if a.cfg.MinFreeSpace > 0 {
 			a.disk = newDiskGuard(a.cfg.DataDir, a.cfg.MinFreeSpace, a.log)

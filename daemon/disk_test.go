@@ -5,10 +5,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/peerctl/peerctl/store"
+	"github.com/peerctl/peerctl/store/badger"
 )
 
 // TestDiskGuard: writes are refused with ErrNoSpace below the minimum and
@@ -95,4 +97,31 @@ func FuzzDecodeCleanStop(f *testing.F) {
 			t.Fatalf("decodeCleanStop(%q) = %+v", b, cs)
 		}
 	})
+}
+
+// TestMoveAside: --resync moves a store aside and keeps it, does nothing
+// for an absent store, and never moves the store of a running agent.
+func TestMoveAside(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	if to, err := moveAside(dir, time.Now()); to != "" || err != nil {
+		t.Fatalf("moveAside of a missing store = %q, %v; want nothing to do", to, err)
+	}
+	be, err := badger.Open(dir, badger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := moveAside(dir, time.Now()); !errors.Is(err, badger.ErrLocked) {
+		t.Fatalf("moveAside of an open store = %v; want ErrLocked", err)
+	}
+	be.Close()
+	to, err := moveAside(dir, time.Unix(0, 0))
+	if err != nil || !strings.HasSuffix(to, "store.damaged-19700101T000000.000Z") {
+		t.Fatalf("moveAside = %q, %v", to, err)
+	}
+	if _, err := os.Stat(filepath.Join(to, "MANIFEST")); err != nil {
+		t.Fatalf("moved store lost its MANIFEST: %v", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("store still at %s: %v", dir, err)
+	}
 }
