@@ -47,4 +47,3 @@ func BenchmarkStorePut(b *testing.B) {
 		}
 	}
 }
-
