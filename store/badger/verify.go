@@ -62,7 +62,7 @@ func verifyDir(dir string, o badger.Options) error {
 		if len(data) > 5 {
 			data = append(data[:5], "...")
 		}
-		return fmt.Errorf("%w: MANIFEST is missing but %s holds data files (%s); opening it would delete them",
+		return fmt.Errorf("%w: MANIFEST is missing but %s holds data files (%s); badger would start a new MANIFEST and delete every table",
 			ErrDamaged, dir, strings.Join(data, ", "))
 	}
 	if err != nil {
