@@ -102,6 +102,10 @@ PEERCTL_<FLAG>, e.g. PEERCTL_DATA_DIR.`,
 				Usage: "serve Go profiles (heap, goroutines, traces) at /debug/pprof on the API; off by default"},
 			&cli.IntFlag{Name: "max-conns", EnvVars: env("max-conns"), DefaultText: "1024, at most a quarter of the open-file limit",
 				Usage: "accept at most `N` concurrent API connections; more get 503 and are closed"},
+			&cli.BoolFlag{Name: "resync", EnvVars: env("resync"),
+				Usage: "recover a damaged store: move DIR/store aside to DIR/store.damaged-TIME (kept) and start empty, refilling from peers; give it once, not in a unit file"},
+			&cli.Uint64Flag{Name: "min-free-mib", EnvVars: env("min-free-mib"), Value: def.MinFreeSpace >> 20,
+				Usage: "refuse writes (HTTP 507) while the data dir's disk has less than `MIB` MiB free, so badger never fills it (Linux; 0 disables)"},
 			&cli.BoolFlag{Name: "trace-arrivals", EnvVars: env("trace-arrivals"),
 				Usage: "record when each key first became readable here, for `peerctl bench` (GET /v1/debug/arrivals)"},
 		},
@@ -146,6 +150,11 @@ func runAgent(c *cli.Context, create createFunc) error {
 	cfg.TraceArrivals = c.Bool("trace-arrivals")
 	cfg.Pprof = c.Bool("pprof")
 	cfg.Limits.MaxConns = c.Int("max-conns")
+	cfg.Resync = c.Bool("resync")
+	if m := c.Uint64("min-free-mib"); m > 1<<30 {
+		return fmt.Errorf("--min-free-mib %d: more than 1 PiB", m)
+	}
+	cfg.MinFreeSpace = c.Uint64("min-free-mib") << 20
 	cfg.Logger = log
 	left := make(chan struct{})
 	var once sync.Once

@@ -36,6 +36,8 @@ type storeInfo struct {
 	Tombstones int    `json:"tombstones"`
 	DiskBytes  int64  `json:"disk_bytes"`
 	Digest     string `json:"digest"`
+	// Quarantined counts records set aside as damaged on disk.
+	Quarantined int `json:"quarantined"`
 }
 
 type replicationInfo struct {
@@ -67,7 +69,7 @@ func toNodeInfo(in *daemon.Info) nodeInfo {
 		DataDir: in.DataDir, PID: in.PID, Encrypted: in.Encrypted, StartedAt: in.StartedAt,
 		Uptime: in.Uptime, Members: members,
 		Store: storeInfo{Keys: in.Store.Keys, Tombstones: in.Store.Tombstones,
-			DiskBytes: in.Store.DiskBytes, Digest: in.Store.Digest},
+			DiskBytes: in.Store.DiskBytes, Digest: in.Store.Digest, Quarantined: in.Store.Quarantined},
 		Replication: replicationInfo{
 			MsgsSent: r.MsgsSent, MsgsReceived: r.MsgsReceived,
 			BytesSent: r.BytesSent, BytesReceived: r.BytesReceived,

@@ -39,6 +39,7 @@ type Agent struct {
 	log       *slog.Logger
 	st        *store.Store
 	be        *badger.Backend
+	disk      *diskGuard // nil in memory
 	serf      *serf.Serf
 	repl      *replicator
 	ht        *httpTransport
@@ -133,6 +134,9 @@ func listenError(flag, addr string, err error) error {
 	return fmt.Errorf("%s %s: %w", flag, addr, err)
 }
 
+// openStore opens the store: --resync first moves a damaged one aside;
+// free space decides between a normal and a read-only open (disk.go);
+// damage is refused with the way out; the clean-stop record is compared.
 func (a *Agent) openStore() error {
 	var opts badger.Options
 	opts.SyncWrites = a.cfg.SyncWrites
@@ -144,13 +148,53 @@ func (a *Agent) openStore() error {
 			return fmt.Errorf("--data-dir %s: %w", a.cfg.DataDir, err)
 		}
 		dir = filepath.Join(a.cfg.DataDir, "store")
+		if a.cfg.Resync {
+			to, err := moveAside(dir, time.Now())
+			if errors.Is(err, badger.ErrLocked) {
+				return fmt.Errorf("--resync: --data-dir %s is in use by another running agent: stop it first", a.cfg.DataDir)
+			}
+			if err != nil {
+				return fmt.Errorf("--resync: %w", err)
+			}
+			os.Remove(filepath.Join(a.cfg.DataDir, cleanStopFile))
+			if to == "" {
+				a.log.Info("--resync: no store to move aside; starting empty and refilling from peers")
+			} else {
+				a.log.Warn("--resync: moved the store aside (kept, delete it yourself once the node has caught up); starting empty and refilling from peers", "moved_to", to)
+			}
+		}
+		if a.cfg.MinFreeSpace > 0 {
+			a.disk = newDiskGuard(a.cfg.DataDir, a.cfg.MinFreeSpace, a.log)
+			opts.BeforeWrite = a.disk.check
+			if free, ok := a.disk.read(); ok && free < openFloor {
+				opts.ReadOnly = true
+			}
+		}
 	}
 	be, err := badger.Open(dir, opts)
+	if err != nil && opts.ReadOnly && !errors.Is(err, badger.ErrLocked) && !errors.Is(err, badger.ErrDamaged) {
+		// Badger opens read-only only a store stopped cleanly: after a
+		// crash it must replay and truncate its memtable log.
+		why := "badger cannot open it read-only"
+		if strings.Contains(err.Error(), "truncate required") {
+			why = "it was not stopped cleanly, so badger must write to open it"
+		}
+		free, _ := a.disk.read()
+		return fmt.Errorf("--data-dir %s: the disk is full (%s free, %s needed to open the store for writing) and %s: free some space and start again; nothing was changed",
+			a.cfg.DataDir, mib(free), mib(openFloor), why)
+	}
+	if err == nil && opts.ReadOnly {
+		a.log.Error("disk full at start: store opened read-only, serving reads and refusing writes (507); free space and restart the agent to accept writes",
+			"dir", a.cfg.DataDir, "need", mib(openFloor))
+	}
 	if err != nil {
 		if errors.Is(err, badger.ErrLocked) {
 			return fmt.Errorf("--data-dir %s is in use by another running agent: stop it or choose another --data-dir", a.cfg.DataDir)
 		}
-		return fmt.Errorf("open store in %s: %w", a.cfg.DataDir, err)
+		if errors.Is(err, badger.ErrDamaged) {
+			return fmt.Errorf("--data-dir %s: refusing to start: %w; nothing was changed. To recover, start once with --resync: it moves the store to %s.damaged-TIME (kept) and refills this node from its peers", a.cfg.DataDir, err, dir)
+		}
+		return fmt.Errorf("open store in %s: %w (if its files are damaged, start once with --resync to move it aside and refill from peers)", a.cfg.DataDir, err)
 	}
 	st, err := store.Open(be, store.Config{Node: a.cfg.Name, TombstoneTTL: a.cfg.TombstoneTTL})
 	if err != nil {
@@ -158,7 +202,30 @@ func (a *Agent) openStore() error {
 		return err
 	}
 	a.st, a.be = st, be
+	if !a.cfg.InMemory {
+		a.checkCleanStop()
+	}
 	return nil
+}
+
+// checkCleanStop compares the store with the record of the last clean
+// stop and warns when entries went missing since, and reports quarantined
+// records.
+func (a *Agent) checkCleanStop() {
+	q := a.be.QuarantinedCount()
+	if q > 0 {
+		a.log.Warn("store holds quarantined records: they were damaged on disk and set aside; anti-entropy refills them from peers", "quarantined", q)
+	}
+	cs, ok, err := readCleanStop(a.cfg.DataDir)
+	if err != nil {
+		a.log.Warn("ignoring the clean-stop record", "err", err)
+		return
+	}
+	st := a.st.Stats()
+	if ok && st.Keys+st.Tombstones < cs.Keys+cs.Tombstones {
+		a.log.Error("store holds fewer entries than at the last clean stop: data was lost on disk. Peers refill what they hold by anti-entropy; if the store is damaged, restart with --resync",
+			"entries_now", st.Keys+st.Tombstones, "entries_at_stop", cs.Keys+cs.Tombstones, "stopped_at", cs.StoppedAt, "quarantined", q)
+	}
 }
 
 func (a *Agent) startSerf() error {
@@ -351,6 +418,9 @@ func (a *Agent) maintain() {
 			} else if n > 0 {
 				a.log.Info("purged tombstones", "count", n, "older_than", a.cfg.TombstoneTTL)
 			}
+			if a.disk != nil && a.disk.check(0) != nil {
+				continue // value-log GC writes new files
+			}
 			if err := a.be.RunGC(); err != nil {
 				a.log.Warn("badger value log gc", "err", err)
 			}
@@ -449,7 +519,14 @@ func (a *Agent) Shutdown() error {
 		a.http.stop()
 		a.repl.stop()
 		a.wg.Wait()
-		errs = append(errs, a.st.Close())
+		st := a.st.Stats()
+		cerr := a.st.Close()
+		errs = append(errs, cerr)
+		if cerr == nil && !a.cfg.InMemory {
+			if err := writeCleanStop(a.cfg.DataDir, cleanStop{Keys: st.Keys, Tombstones: st.Tombstones, StoppedAt: time.Now().UTC()}); err != nil {
+				a.log.Warn("could not record the clean stop; the next start cannot check for lost entries", "err", err)
+			}
+		}
 		a.shutdownErr = errors.Join(errs...)
 		a.log.Info("agent stopped")
 	})

@@ -104,6 +104,9 @@ type StoreStats struct {
 	Tombstones int    `json:"tombstones"`
 	DiskBytes  int64  `json:"disk_bytes"`
 	Digest     string `json:"digest"` // hex hash of the whole digest: equal on converged nodes
+	// Quarantined counts records set aside as damaged on disk (refilled
+	// from peers; kept for inspection).
+	Quarantined int `json:"quarantined"`
 }
 
 // ReplicationStats counts replication traffic and progress.

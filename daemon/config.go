@@ -31,6 +31,12 @@ type Config struct {
 	SyncWrites bool
 	// InMemory keeps the store in memory (tests only).
 	InMemory bool
+	// Resync moves the store aside (DataDir/store.damaged-TIME, kept) and
+	// starts empty, refilling from peers: the recovery for a damaged store.
+	Resync bool
+	// MinFreeSpace: writes fail with store.ErrNoSpace while the data dir's
+	// disk has fewer bytes available (Linux only; 0 disables the check).
+	MinFreeSpace uint64
 
 	SyncInterval      time.Duration // anti-entropy period
 	PushWindow        time.Duration // how long a push waits to batch more writes
@@ -75,6 +81,7 @@ func DefaultConfig() *Config {
 		PushWindow:        2 * time.Millisecond,
 		TombstoneTTL:      24 * time.Hour,
 		ReconnectInterval: 3 * time.Second,
+		MinFreeSpace:      DefaultMinFreeSpace,
 		Logger:            slog.Default(),
 	}
 }

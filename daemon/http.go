@@ -203,6 +203,8 @@ func storeError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusRequestEntityTooLarge, err)
 	case errors.Is(err, store.ErrClosed):
 		writeError(w, http.StatusServiceUnavailable, err)
+	case errors.Is(err, store.ErrNoSpace):
+		writeError(w, http.StatusInsufficientStorage, err)
 	default:
 		writeError(w, http.StatusInternalServerError, err)
 	}
@@ -251,7 +253,7 @@ func (a *Agent) Info() Info {
 		Uptime:  time.Since(a.startedAt).Round(time.Second).String(),
 		Members: counts,
 		Store: StoreStats{Keys: st.Keys, Tombstones: st.Tombstones, DiskBytes: st.DiskBytes,
-			Digest: hex.EncodeToString(sum[:])},
+			Digest: hex.EncodeToString(sum[:]), Quarantined: a.be.QuarantinedCount()},
 		Replication: rs,
 	}
 }

@@ -13,6 +13,14 @@
 // survives the process being killed, because Badger writes its log through
 // mmap, but not a power loss or kernel crash. Set SyncWrites for that, at
 // the cost of one fsync per commit.
+//
+// Integrity: Badger verifies the checksum of every table block it reads
+// from disk and of every value-log entry it reads; a mismatch is returned
+// as store.ErrCorrupt, never as a value. Open checks the directory before
+// Badger opens it (see verifyDir) and refuses damaged files with
+// ErrDamaged. Load sets aside records that fail to decode or to verify
+// under the prefix prefixQuarantine (see Quarantine), so one bad record
+// never stops a node from starting and anti-entropy refills it.
 package badger
 
 import (
@@ -22,6 +30,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -49,9 +58,19 @@ type Options struct {
 	SyncWrites bool
 	// InMemory keeps everything in memory and ignores dir: for tests.
 	InMemory bool
-	// Logger receives Badger's warnings and errors, and its informational
-	// messages at debug level. Nil silences Badger.
+	// Logger receives Badger's warnings and errors, its informational
+	// messages at debug level, and a warning for every record Load
+	// quarantines. Nil silences them.
 	Logger *slog.Logger
+	// BeforeWrite, if set, is called before every Put and Quarantine with
+	// the bytes about to be written (keys and encoded values); an error
+	// fails the write before Badger sees it. The daemon refuses writes
+	// there while the disk is nearly full (store.ErrNoSpace).
+	BeforeWrite func(n int) error
+	// ReadOnly opens the store without writing anything: no compaction,
+	// no new logs. Put, Delete and Quarantine fail with store.ErrNoSpace.
+	// For a start on a full disk.
+	ReadOnly bool
 }
 
 // Backend is a store.Backend on a Badger database. It is safe for
@@ -61,6 +80,11 @@ type Backend struct {
 	dir      string // "" in memory
 	inMemory bool
 	unlock   func() error
+	log      *slog.Logger      // never nil
+	before   func(n int) error // nil: no check
+	readOnly bool
+
+	quarantined atomic.Int64 // records under prefixQuarantine
 
 	mu     sync.Mutex // guards closed
 	closed bool
@@ -69,13 +93,20 @@ type Backend struct {
 var _ store.Backend = (*Backend)(nil)
 
 // Open opens or creates the Badger database in dir. It fails with an error
-// wrapping ErrLocked if the directory is already open, and with
+// wrapping ErrLocked if the directory is already open, ErrDamaged if its
+// files are damaged (including a panic inside Badger's open), and
 // store.ErrCorrupt if the directory holds a layout it does not know.
 func Open(dir string, opts Options) (*Backend, error) {
-	b := &Backend{dir: dir, inMemory: opts.InMemory, unlock: func() error { return nil }}
+	b := &Backend{dir: dir, inMemory: opts.InMemory, unlock: func() error { return nil },
+		log: opts.Logger, before: opts.BeforeWrite, readOnly: opts.ReadOnly && !opts.InMemory}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
 	if opts.InMemory {
 		b.dir = ""
-	} else {
+	}
+	bopts := tunedOptions(b.dir, opts)
+	if !opts.InMemory {
 		if dir == "" {
 			return nil, errors.New("badger: open: no directory given")
 		}
@@ -84,8 +115,12 @@ func Open(dir string, opts Options) (*Backend, error) {
 			return nil, fmt.Errorf("badger: open %s: %w", dir, err)
 		}
 		b.unlock = unlock
+		if err := verifyDir(dir, bopts); err != nil && !noVerify {
+			b.unlock()
+			return nil, fmt.Errorf("badger: open %s: %w", dir, err)
+		}
 	}
-	db, err := badger.Open(tunedOptions(b.dir, opts))
+	db, err := openDB(bopts)
 	if err != nil {
 		b.unlock()
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
@@ -100,8 +135,39 @@ func Open(dir string, opts Options) (*Backend, error) {
 		b.unlock()
 		return nil, fmt.Errorf("badger: open %s: %w", dir, err)
 	}
+	b.quarantined.Store(int64(b.countPrefix(prefixQuarantine)))
 	return b, nil
 }
+
+// openDB calls badger.Open and turns a panic in the calling goroutine
+// into an error wrapping ErrDamaged. (verifyDir has already caught the
+// panics Badger raises in its own goroutines.)
+func openDB(o badger.Options) (db *badger.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("%w: badger panicked while opening: %s", ErrDamaged, firstLine(fmt.Sprint(r)))
+		}
+	}()
+	return badger.Open(o)
+}
+
+// countPrefix counts the keys under prefix (keys only, no values read).
+func (b *Backend) countPrefix(prefix byte) int {
+	n := 0
+	b.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefix}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+// noVerify turns checksum verification and verifyDir off; only the
+// benchmarks that measure their cost set it.
+var noVerify bool
 
 // tunedOptions is the low-memory configuration: a few MiB of memtables
 // and cache per instance instead of Badger's ~600 MiB defaults, so that
@@ -126,7 +192,16 @@ func tunedOptions(dir string, opts Options) badger.Options {
 		WithBlockCacheSize(8 << 20). // required with compression
 		WithIndexCacheSize(0).
 		WithNumGoroutines(2).
-		WithLogger(slogger{opts.Logger})
+		WithLogger(slogger{opts.Logger}).
+		// Verify a table block's checksum whenever it is read from disk
+		// (cached blocks are not re-checked), and every value read from
+		// the value log. Open verifies whole tables itself (verifyDir).
+		WithChecksumVerificationMode(options.OnBlockRead).
+		WithVerifyValueChecksum(true).
+		WithReadOnly(opts.ReadOnly && !opts.InMemory)
+	if noVerify {
+		o = o.WithChecksumVerificationMode(options.NoVerification).WithVerifyValueChecksum(false)
+	}
 	if opts.InMemory {
 		// In memory Badger keeps every value in the LSM tree but still
 		// rejects values above ValueThreshold (v4.9.6 reads the threshold
@@ -137,9 +212,16 @@ func tunedOptions(dir string, opts Options) badger.Options {
 }
 
 func (b *Backend) checkFormat() error {
-	return b.db.Update(func(txn *badger.Txn) error {
+	run := b.db.Update
+	if b.readOnly {
+		run = b.db.View
+	}
+	return run(func(txn *badger.Txn) error {
 		item, err := txn.Get(metaFormat)
 		if errors.Is(err, badger.ErrKeyNotFound) {
+			if b.readOnly {
+				return nil
+			}
 			return txn.Set(metaFormat, []byte{formatV1})
 		}
 		if err != nil {
@@ -169,7 +251,13 @@ func encodeValue(e store.Entry) []byte {
 }
 
 func decodeValue(key string, v []byte) (store.Entry, error) {
-	if len(v) == 0 || v[0] != formatV1 {
+	if len(v) == 0 {
+		// Badger's Item.Value logs a failed value-log read (a checksum
+		// mismatch included) and yields no bytes instead of an error
+		// (iterator.go yieldItemValue); every record has a format byte.
+		return store.Entry{}, fmt.Errorf("%w: stored entry %q is unreadable: its value failed badger's checksum or read", store.ErrCorrupt, key)
+	}
+	if v[0] != formatV1 {
 		return store.Entry{}, fmt.Errorf("%w: stored entry %q has unknown format", store.ErrCorrupt, key)
 	}
 	e, err := store.DecodeRecord(key, v[1:])
@@ -179,10 +267,26 @@ func decodeValue(key string, v []byte) (store.Entry, error) {
 	return e, nil
 }
 
+// maxDamagedPerLoad bounds how many damaged records one Load sets aside;
+// more means the store as a whole is damaged (resync it).
+const maxDamagedPerLoad = 10000
+
 // Load calls fn for every entry in key order, inside one read transaction
 // (a consistent snapshot). It stops at fn's first error and returns it.
+//
+// A record that fails its checksum or does not decode is not passed to
+// fn: after the scan, Load logs it with its key and quarantines it (see
+// Quarantine), so the node starts without it and anti-entropy fetches it
+// from a peer. If quarantining fails (a full disk, a read-only store) the
+// record stays and is skipped again at the next Load. More than
+// maxDamagedPerLoad damaged records fail Load with ErrDamaged.
 func (b *Backend) Load(fn func(store.Entry) error) error {
-	return b.db.View(func(txn *badger.Txn) error {
+	type damaged struct {
+		key string
+		err error
+	}
+	var bad []damaged
+	err := b.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{
 			PrefetchValues: true,
 			PrefetchSize:   64,
@@ -199,7 +303,15 @@ func (b *Backend) Load(fn func(store.Entry) error) error {
 				return err
 			})
 			if err != nil {
-				return fmt.Errorf("badger: load: %w", err)
+				err = b.mapErr(err)
+				if !errors.Is(err, store.ErrCorrupt) {
+					return fmt.Errorf("badger: load %q: %w", key, err)
+				}
+				if len(bad) == maxDamagedPerLoad {
+					return fmt.Errorf("badger: load: more than %d damaged records: %w", maxDamagedPerLoad, ErrDamaged)
+				}
+				bad = append(bad, damaged{key, err})
+				continue
 			}
 			if err := fn(e); err != nil {
 				return err
@@ -207,6 +319,19 @@ func (b *Backend) Load(fn func(store.Entry) error) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	for _, d := range bad {
+		if qerr := b.Quarantine(d.key, d.err); qerr != nil {
+			b.log.Error("damaged record skipped but not quarantined; it is skipped again at the next start",
+				"key", d.key, "damage", d.err, "err", qerr)
+			continue
+		}
+		b.log.Warn("damaged record quarantined; anti-entropy fetches a good copy from a peer",
+			"key", d.key, "damage", d.err)
+	}
+	return nil
 }
 
 // Get returns the entry for key, tombstones included, or store.ErrNotFound.
@@ -232,11 +357,19 @@ func (b *Backend) Get(key string) (store.Entry, error) {
 	return e, nil
 }
 
-// Put stores the entries in one transaction. A batch larger than one
+// Put stores the entries in one transaction. It first calls
+// Options.BeforeWrite and fails with its error. A batch larger than one
 // transaction (about 600 KiB of small entries with this tuning) is split
 // into several, committed in order; if a later one fails, the earlier ones
 // stay stored, which is a valid state because entries are independent.
 func (b *Backend) Put(entries []store.Entry) error {
+	n := 0
+	for _, e := range entries {
+		n += 2*len(e.Key) + len(e.Version.Node) + len(e.Value) + 16
+	}
+	if err := b.canWrite(n); err != nil {
+		return fmt.Errorf("badger: put %d entries: %w", len(entries), err)
+	}
 	err := b.batch(len(entries), func(txn *badger.Txn, i int) error {
 		e := entries[i]
 		return txn.SetEntry(badger.NewEntry(entryKey(e.Key), encodeValue(e)))
@@ -249,6 +382,9 @@ func (b *Backend) Put(entries []store.Entry) error {
 
 // Delete removes the keys, splitting a very large batch as Put does.
 func (b *Backend) Delete(keys []string) error {
+	if b.readOnly && len(keys) > 0 {
+		return fmt.Errorf("badger: delete %d keys: %w", len(keys), errReadOnly)
+	}
 	err := b.batch(len(keys), func(txn *badger.Txn, i int) error {
 		return txn.Delete(entryKey(keys[i]))
 	})
@@ -282,10 +418,35 @@ func (b *Backend) batch(n int, op func(txn *badger.Txn, i int) error) error {
 	return b.mapErr(txn.Commit())
 }
 
-// mapErr reports use after Close as store.ErrClosed.
+// errReadOnly fails writes to a store opened with Options.ReadOnly.
+var errReadOnly = fmt.Errorf("%w: the store was opened read-only because the disk was full at start; restart the agent once space is freed", store.ErrNoSpace)
+
+// canWrite fails when the store is read-only or BeforeWrite refuses n
+// bytes.
+func (b *Backend) canWrite(n int) error {
+	if b.readOnly {
+		return errReadOnly
+	}
+	if b.before != nil {
+		return b.before(n)
+	}
+	return nil
+}
+
+// mapErr reports use after Close as store.ErrClosed, and damage that
+// Badger detected (a checksum mismatch, a block that does not decode) as
+// store.ErrCorrupt. Badger formats its errors with %v, not %w, so damage
+// is recognised by its messages (badger v4.9.6 value.go Read, table.go
+// block and verifyCheckSum).
 func (b *Backend) mapErr(err error) error {
 	if err == nil {
 		return nil
+	}
+	if errors.Is(err, store.ErrCorrupt) {
+		return err
+	}
+	if isDamage(err) {
+		return fmt.Errorf("%w: %s", store.ErrCorrupt, badgerMsg(err))
 	}
 	if errors.Is(err, badger.ErrDBClosed) || b.db.IsClosed() {
 		return fmt.Errorf("%w: %w", store.ErrClosed, err)
@@ -299,7 +460,7 @@ func (b *Backend) mapErr(err error) error {
 // when another RunGC is running, and in memory. It may take a while and
 // does not block writers.
 func (b *Backend) RunGC() error {
-	if b.inMemory {
+	if b.inMemory || b.readOnly {
 		return nil
 	}
 	for i := 0; i < 8; i++ {
