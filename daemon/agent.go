@@ -45,6 +45,8 @@ type Agent struct {
 	counters  *counters
 	gcounters *gossipCounters
 	faults    *Faults
+	fstate    *faultState // the cluster's fault table: faultsync.go
+	rejoining atomic.Bool // a rejoin after a heal is under way
 	writes    atomic.Uint64
 	addrNames sync.Map // gossip "ip:port" -> node name, for the fault layer
 	http      *httpServer
@@ -91,6 +93,13 @@ func Create(cfg *Config) (*Agent, error) {
 		ln.Close()
 		return nil, err
 	}
+	// The faults in force apply before anything is sent: a node restarted
+	// behind a partition must not slip through while it starts.
+	if err := a.openFaults(); err != nil {
+		ln.Close()
+		a.st.Close()
+		return nil, err
+	}
 	// Replication transport: HTTP, counted, then the fault layer, which
 	// decides first whether a message is sent at all.
 	a.ht = newHTTPTransport(a.cfg.Name)
@@ -112,9 +121,10 @@ func Create(cfg *Config) (*Agent, error) {
 	a.gossip = a.serf.LocalMember().Addr.String() + ":" + strconv.Itoa(int(a.serf.LocalMember().Port))
 	a.http.start()
 	a.repl.start()
-	a.wg.Add(2)
+	a.wg.Add(3)
 	go a.eventLoop()
 	go a.maintain()
+	go a.faultSyncLoop()
 	for _, m := range a.serf.Members() {
 		a.memberChanged(m)
 	}
