@@ -320,6 +320,7 @@ func (a *Agent) memberChanged(m serf.Member) {
 		return
 	}
 	a.addrNames.Store(net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))), m.Name)
+	a.kickBook() // faultsync.go: remember the member for the fault table
 	api := m.Tags[tagAPI]
 	if m.Status == serf.StatusAlive && api != "" {
 		a.repl.setPeer(m.Name, api)

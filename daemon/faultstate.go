@@ -366,36 +366,44 @@ func decodeFaults(data []byte) (FaultTable, error) {
 // faultFileName is the table's file in the data dir.
 const faultFileName = "faults.json"
 
-// saveFaults writes the table to dir atomically and durably: a temporary
-// file, fsync, rename over the old one, fsync of the directory.
+// saveFaults writes the table to dir atomically and durably.
 func saveFaults(dir string, t FaultTable) error {
-	path := filepath.Join(dir, faultFileName)
-	tmp, err := os.CreateTemp(dir, faultFileName+".tmp-*")
-	if err != nil {
+	if err := writeFileAtomic(dir, faultFileName, encodeFaults(t)); err != nil {
 		return fmt.Errorf("save fault table: %w", err)
 	}
+	return nil
+}
+
+// writeFileAtomic replaces dir/name with data: a temporary file, fsync,
+// rename over the old one, fsync of the directory. A crash leaves the old
+// file or the new one, never a mix.
+func writeFileAtomic(dir, name string, data []byte) error {
+	tmp, err := os.CreateTemp(dir, name+".tmp-*")
+	if err != nil {
+		return err
+	}
 	defer os.Remove(tmp.Name()) // after a successful rename: a no-op
-	if _, err := tmp.Write(encodeFaults(t)); err != nil {
+	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
-		return fmt.Errorf("save fault table: %w", err)
+		return err
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return fmt.Errorf("save fault table: %w", err)
+		return err
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save fault table: %w", err)
+		return err
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("save fault table: %w", err)
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
+		return err
 	}
 	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("save fault table: %w", err)
+		return err
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("save fault table: sync %s: %w", dir, err)
+		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }
