@@ -159,3 +159,59 @@ func containsName(ns []string, n string) bool {
 	}
 	return false
 }
+
+// TestFaultCommandsWithNodeDown: no fault command fails because a node is
+// down (issue 8: "the list of every fault command that a down node still
+// makes fail, which should be empty"). Each names the down node n3.
+func TestFaultCommandsWithNodeDown(t *testing.T) {
+	t.Parallel()
+	ns := []node{newNode(t, "n1"), newNode(t, "n2"), newNode(t, "n3")}
+	start(t, "n1", ns[0].args()...)
+	start(t, "n2", ns[1].args(ns[0].gossip)...)
+	p3 := start(t, "n3", ns[2].args(ns[0].gossip)...)
+	waitStatus(t, formTimeout, ns, "alive", nodeNames(ns)...)
+	if err := p3.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	p3.Wait(t, 5*time.Second)
+	waitStatus(t, detectTimeout, ns[:2], "failed", "n3")
+
+	var failed []string
+	runAt := func(n node, args ...string) procs.Result {
+		r := peerctl.CLI(t, n.api, args...)
+		if r.Code != 0 {
+			failed = append(failed, strings.Join(args, " ")+": "+strings.TrimSpace(r.Stderr))
+		}
+		return r
+	}
+	for _, args := range [][]string{
+		{"pause", "n3", "--for", "1m"},
+		{"isolate", "n3"},
+		{"partition", "n3", "/", "n1,n2"},
+		{"partition", "n1", "/", "n2"},
+		{"delay", "n3", "--by", "10ms"},
+		{"delay", "--all", "--by", "10ms"},
+		{"loss", "n3", "--rate", "0.2"},
+		{"loss", "n2", "--rate", "0.2", "--to", "n3"},
+		{"faults"},
+		{"heal", "n3"},
+	} {
+		runAt(ns[0], args...)
+	}
+	// heal ID and heal --all, through the other live node.
+	r := runAt(ns[1], "isolate", "n3", "--json")
+	var res struct {
+		ID string `json:"id"`
+	}
+	json.Unmarshal([]byte(r.Stdout), &res)
+	runAt(ns[1], "heal", res.ID)
+	runAt(ns[1], "heal", "--all")
+	if len(failed) > 0 {
+		t.Errorf("fault commands that fail while n3 is down:\n%s", strings.Join(failed, "\n"))
+	}
+	t.Logf("measure: fault commands that a down node makes fail: %d", len(failed))
+	out := peerctl.MustCLI(t, ns[1].api, "faults")
+	if !strings.HasPrefix(out, "no faults in force\n") || !strings.Contains(out, "n3: could not be asked (down?)") {
+		t.Errorf("faults after heal --all, n3 down:\n%s\nwant none in force and n3 listed as not asked", out)
+	}
+}
