@@ -44,9 +44,13 @@ func TestFaultsSurviveRestart(t *testing.T) {
 	for i := range ns {
 		ns[i] = newNode(t, fmt.Sprintf("n%d", i+1))
 	}
-	procs1 := start(t, "n1", ns[0].args()...)
-	for _, n := range ns[1:] {
-		start(t, n.name, n.args(ns[0].gossip)...)
+	// n5 starts the cluster and the others join it, so that n1, restarted
+	// with its data dir alone, tries to join n5 again (its saved --join):
+	// the join must not get through the partition.
+	start(t, "n5", ns[4].args()...)
+	procs1 := start(t, "n1", ns[0].args(ns[4].gossip)...)
+	for _, n := range ns[1:4] {
+		start(t, n.name, n.args(ns[4].gossip)...)
 	}
 	waitStatus(t, formTimeout, ns, "alive", nodeNames(ns)...)
 	peerctl.MustCLI(t, ns[1].api, "put", "before", "all five")
