@@ -406,6 +406,9 @@ func (s *httpServer) postFaults(w http.ResponseWriter, r *http.Request) {
 			out = FaultTable{}
 		}
 		out[rec.ID] = rec
+		if n := len(encodeFaults(out)); n > maxFaultBody/2 {
+			return nil, fmt.Errorf("the fault table would hold %d bytes, more than %d: heal some faults first", n, maxFaultBody/2)
+		}
 		return out, nil
 	})
 	if err != nil {

@@ -50,6 +50,7 @@ const (
 	maxLiveFaults     = 256                // faults in force at once
 	maxFaultRecords   = 1024               // records, tombstones included, a node accepts
 	maxFaultMembers   = 1024               // members one record may name
+	maxFaultReason    = 1024               // bytes of a fault's reason
 	maxFaultBody      = 8 << 20            // bytes of a table on the wire or on disk
 	faultTombstoneTTL = 24 * time.Hour     // a heal is remembered this long
 	faultExpiredGrace = time.Minute        // an expired record is purged this long after
@@ -127,10 +128,22 @@ func (r *FaultRecord) Involved() []string {
 }
 
 // validateFaultRequest checks what planFault does not: the fault's
-// duration.
+// duration, the size of its reason, names given twice.
 func validateFaultRequest(req FaultRequest) error {
 	if req.For < 0 || req.For > maxFaultFor {
 		return fmt.Errorf("for %v: want a duration above 0 and at most %v, or none to last until healed", req.For, maxFaultFor)
+	}
+	if len(req.Reason) > maxFaultReason {
+		return fmt.Errorf("reason of %d bytes: at most %d", len(req.Reason), maxFaultReason)
+	}
+	for _, ns := range [][]string{req.Nodes, req.Peers} {
+		seen := map[string]bool{}
+		for _, n := range ns {
+			if seen[n] {
+				return fmt.Errorf("node %q is named twice", n)
+			}
+			seen[n] = true
+		}
 	}
 	return nil
 }

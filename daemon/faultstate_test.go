@@ -287,7 +287,8 @@ func TestFaultTableSurvivesRestart(t *testing.T) {
 	}
 }
 
-// The API refuses negative or absurd durations and rates with 400.
+// The API refuses negative or absurd durations and rates, names given
+// twice and oversized reasons with 400.
 func TestFaultAPIRefusesBadDurations(t *testing.T) {
 	n := startNode(t, testConfig(t, "n1", t.TempDir()))
 	c := NewClient(n.APIAddr())
@@ -299,6 +300,8 @@ func TestFaultAPIRefusesBadDurations(t *testing.T) {
 		{Kind: ReqDelay, Nodes: []string{"n1"}, Delay: time.Second, Jitter: -time.Second},
 		{Kind: ReqLoss, Nodes: []string{"n1"}, Rate: -0.5},
 		{Kind: ReqLoss, Nodes: []string{"n1"}, Rate: 1.5},
+		{Kind: ReqPause, Nodes: []string{"n1", "n1"}},
+		{Kind: ReqPause, Nodes: []string{"n1"}, Reason: strings.Repeat("x", maxFaultReason+1)},
 	} {
 		_, err := c.InjectFault(context.Background(), req)
 		var se *StatusError
