@@ -285,7 +285,7 @@ func injectFault(c *cli.Context, req daemon.FaultRequest) error {
 		what := strings.Join(effects, "; ")
 		if n.Error != "" {
 			down = append(down, n.Node)
-			what = "(down) will " + what
+			what = "when back: " + what
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", n.Node, res.ID, what)
 	}

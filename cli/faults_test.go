@@ -347,7 +347,7 @@ func TestFaultDownNode(t *testing.T) {
 	checkLines(t, r.stdout, []string{
 		"n1 f-1a2b3c4d drops all traffic to n3",
 		"n2 f-1a2b3c4d drops all traffic to n3",
-		"n3 f-1a2b3c4d (down) will drops all traffic to n1,n2",
+		"n3 f-1a2b3c4d when back: drops all traffic to n1,n2",
 		"n3 is down: it will apply this when it returns",
 		"fault f-1a2b3c4d on 3 nodes until healed; undo with `peerctl heal f-1a2b3c4d`",
 	})
