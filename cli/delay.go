@@ -38,8 +38,9 @@ lag). A delay near the probe timeout (250ms with the agent's local profile,
 the false positive that memberlist's Lifeguard extensions (local health
 awareness, more suspicion confirmations) are there to damp.
 
-Prints one line per node: the rule installed and the fault ID; the exit
-status is non-zero if a node could not be reached.`,
+Prints one line per node involved: what it now does and the fault ID. The
+fault is cluster state: a node that is down applies it when it returns
+(the output says so), and a node restarted later comes back under it.`,
 		Flags: faultFlags(
 			&cli.DurationFlag{Name: "by", Usage: "delay each message by `DURATION`, e.g. 100ms (required; at most 1m)"},
 			&cli.DurationFlag{Name: "jitter", Usage: "vary each delay by up to ± `DURATION`, at most --by"},

@@ -1,10 +1,12 @@
 package cli
 
-// Fault injection: pause, partition, isolate, delay and loss install a
+// Fault injection: pause, partition, isolate, delay and loss order a
 // fault, heal removes faults, faults lists them. Each is one call to the
-// daemon at --addr (daemon/faultsapi.go), which plans the rules every node
-// involved must apply and installs them through those nodes' APIs; this
-// file holds what the commands share, and the faults command.
+// daemon at --addr (daemon/faultsapi.go), which records the fault in the
+// cluster's fault table, applies its part, and pushes the table to every
+// member it can find; each node derives and applies its own rules, and a
+// node that is down applies them when it returns. This file holds what the
+// commands share, and the faults command.
 
 import (
 	"fmt"
@@ -53,7 +55,8 @@ func toFaultRule(r daemon.Rule) faultRule {
 }
 
 // faultNode is one node's part in a fault command's --json output: the
-// rules it holds (or was given), or why it could not be reached.
+// rules it applies (or will apply), and, if it could not be reached, why:
+// it applies the fault when it returns.
 type faultNode struct {
 	Node  string      `json:"node"`
 	Rules []faultRule `json:"rules"`
@@ -77,6 +80,7 @@ func toFaultNodes(in []daemon.NodeFaults) []faultNode {
 type faultResult struct {
 	ID     string      `json:"id"`
 	Reason string      `json:"reason"`
+	Until  *time.Time  `json:"until,omitempty"` // absent: until healed
 	Nodes  []faultNode `json:"nodes"`
 }
 
@@ -240,103 +244,107 @@ func missingNodes(c *cli.Context) error {
 	return fmt.Errorf("missing arguments: usage: %s %s (see `%s --help`)", c.Command.HelpName, c.Command.ArgsUsage, c.Command.HelpName)
 }
 
+// maxFaultFor is the longest --for the daemon accepts.
+const maxFaultFor = 7 * 24 * time.Hour
+
 // faultRequest returns the request with the flags every fault command
 // shares: --for, --seed, and the command line as Reason.
 func faultRequest(c *cli.Context, kind string) (daemon.FaultRequest, error) {
 	d := c.Duration("for")
-	if d < 0 {
-		return daemon.FaultRequest{}, fmt.Errorf("--for %v: want a positive duration, or none to last until healed", d)
+	if d < 0 || d > maxFaultFor || (d == 0 && c.IsSet("for")) {
+		return daemon.FaultRequest{}, fmt.Errorf("--for %v: want a duration above 0 and at most %v, or none to last until healed", d, maxFaultFor)
 	}
 	return daemon.FaultRequest{Kind: kind, For: d, Seed: c.Uint64("seed"), Reason: commandLine(c)}, nil
 }
 
-// injectFault sends req and prints, one line per node involved, what was
-// installed there or why it could not be. The error names the nodes that
-// did not get the fault.
+// injectFault sends req and prints, one line per node involved, what it
+// now does, or that it is down and will apply the fault when it returns.
+// The fault is cluster state once the daemon has recorded it, so a node
+// that could not be reached is not an error.
 func injectFault(c *cli.Context, req daemon.FaultRequest) error {
 	res, err := client(c).InjectFault(c.Context, req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", req.Kind, err)
 	}
 	nodes := toFaultNodes(res.Nodes)
-	var failed []string
-	for _, n := range nodes {
-		if n.Error != "" {
-			failed = append(failed, n.Node)
-		}
-	}
 	w := c.App.Writer
 	if c.Bool("json") {
-		if err := printJSON(w, faultResult{ID: res.ID, Reason: req.Reason, Nodes: nodes}); err != nil {
-			return err
+		out := faultResult{ID: res.ID, Reason: req.Reason, Nodes: nodes}
+		if !res.Until.IsZero() {
+			out.Until = &res.Until
 		}
-	} else {
-		tw := newTable(w)
-		for _, n := range nodes {
-			what := "not installed: " + n.Error
-			if n.Error == "" {
-				effects := make([]string, len(n.Rules))
-				for i, r := range n.Rules {
-					effects[i] = r.Effect
-				}
-				what = strings.Join(effects, "; ")
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", n.Node, res.ID, what)
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-		if len(failed) == 0 {
-			lasts := "until healed"
-			if req.For > 0 {
-				lasts = "for " + req.For.String()
-			}
-			fmt.Fprintf(w, "fault %s on %d %s %s; undo with `%s`\n", res.ID, len(nodes), plural(len(nodes), "node"), lasts, healHint(req))
-		}
+		return printJSON(w, out)
 	}
-	if len(failed) > 0 {
-		return fmt.Errorf("fault %s not installed on %s (could not be reached); the other nodes have it: undo with `%s`",
-			res.ID, strings.Join(failed, ", "), healHint(req))
+	var down []string
+	tw := newTable(w)
+	for _, n := range nodes {
+		effects := make([]string, len(n.Rules))
+		for i, r := range n.Rules {
+			effects[i] = r.Effect
+		}
+		what := strings.Join(effects, "; ")
+		if n.Error != "" {
+			down = append(down, n.Node)
+			what = "when back: " + what
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", n.Node, res.ID, what)
 	}
-	return nil
-}
-
-// healHint is the heal command that undoes req.
-func healHint(req daemon.FaultRequest) string {
-	var first string
-	switch {
-	case len(req.Groups) > 0 && len(req.Groups[0]) > 0:
-		first = req.Groups[0][0]
-	case len(req.Nodes) > 0 && req.Nodes[0] != "*":
-		first = req.Nodes[0]
-	default:
-		return "peerctl heal --all"
+	if err := tw.Flush(); err != nil {
+		return err
 	}
-	return "peerctl heal " + first
+	for _, n := range down {
+		fmt.Fprintf(w, "%s is down: it will apply this when it returns\n", n)
+	}
+	lasts := "until healed"
+	if req.For > 0 {
+		lasts = "for " + req.For.String()
+	}
+	_, err = fmt.Fprintf(w, "fault %s on %d %s %s; undo with `peerctl heal %s`\n", res.ID, len(nodes), plural(len(nodes), "node"), lasts, res.ID)
+	return err
 }
 
 func faultsCommand() *cli.Command {
 	return &cli.Command{
 		Name:     "faults",
 		Category: catFaults,
-		Usage:    "list the active faults on every node",
+		Usage:    "list the faults in force on the cluster and where each is applied",
 		UsageText: `peerctl faults [--json]
 
 Examples:
   peerctl faults
-  peerctl faults --json | jq '.[].rules[].effect'`,
-		Description: `Asks every member that has not left, through the daemon at --addr, for the
-fault rules it applies, and prints one row per rule: the NODE that applies
-it, the fault ID (shared by the rules one command installed), what it does
-to that node's traffic, when it started, when it ends ("healed" if only
-` + "`peerctl heal`" + ` ends it) and the command that installed it. Rules act where a
-node sends, so a partition shows up as a rule on each side.
+  peerctl faults --json | jq '.faults[].id'`,
+		Description: `Prints the cluster's fault table as the daemon at --addr holds it: one row
+per fault in force, with its ID, what it does, when it started and ends
+("healed" if only ` + "`peerctl heal`" + ` ends it), the nodes that apply it now and
+those that do not yet (a node that is down applies it when it returns; a
+node just told applies it within a second or two), and the command that
+ordered it. A node that could not be asked is listed below the table.
 
-A node that could not be asked is listed below the table; a node that is
-down holds no faults, as rules live in the daemon's memory.`,
+Faults are cluster state: every node keeps the table in its data dir, so
+a restarted node comes back under the faults in force, and ` + "`peerctl heal`" + `
+through any node removes them everywhere.`,
 		Flags:  []cli.Flag{jsonFlag()},
 		Action: runFaults,
 	}
+}
+
+// faultEntry is a fault in force, as `faults --json` prints it.
+type faultEntry struct {
+	ID      string     `json:"id"`
+	Kind    string     `json:"kind"`  // partition, isolate, pause, delay or loss
+	Fault   string     `json:"fault"` // daemon.FaultRequest.Describe
+	Named   []string   `json:"named"` // nodes the command named: heal NODE heals it
+	Since   time.Time  `json:"since"`
+	Until   *time.Time `json:"until,omitempty"` // absent: until healed
+	Applied []string   `json:"applied"`         // nodes that apply it now
+	Pending []string   `json:"pending"`         // nodes involved that do not yet
+	Reason  string     `json:"reason"`
+}
+
+// faultsList is what `faults --json` prints.
+type faultsList struct {
+	Faults []faultEntry `json:"faults"`
+	Nodes  []faultNode  `json:"nodes"` // every member's rules, or why it could not be asked
 }
 
 func runFaults(c *cli.Context) error {
@@ -347,39 +355,58 @@ func runFaults(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("faults: %w", err)
 	}
-	nodes := toFaultNodes(res)
+	out := faultsList{Faults: []faultEntry{}, Nodes: toFaultNodes(res.Nodes)}
+	for _, f := range res.Faults {
+		e := faultEntry{ID: f.ID, Kind: f.Request.Kind, Fault: f.Request.Describe(), Named: nonNil(f.Named), Since: f.Created,
+			Applied: nonNil(f.Applied), Pending: nonNil(f.Pending), Reason: f.Request.Reason}
+		if !f.Until.IsZero() {
+			u := f.Until
+			e.Until = &u
+		}
+		out.Faults = append(out.Faults, e)
+	}
 	w := c.App.Writer
 	if c.Bool("json") {
-		return printJSON(w, nodes)
+		return printJSON(w, out)
 	}
 	now := time.Now()
-	rows := 0
-	tw := newTable(w)
-	for _, n := range nodes {
-		for _, r := range n.Rules {
-			if rows == 0 {
-				fmt.Fprintln(tw, "NODE\tID\tFAULT\tSINCE\tUNTIL\tREASON")
-			}
-			rows++
+	if len(out.Faults) == 0 {
+		fmt.Fprintln(w, "no faults in force")
+	} else {
+		tw := newTable(w)
+		fmt.Fprintln(tw, "ID\tFAULT\tSINCE\tUNTIL\tAPPLIED\tPENDING\tREASON")
+		for _, f := range out.Faults {
 			until := "healed"
-			if r.Until != nil {
-				until = clock(*r.Until, now)
+			if f.Until != nil {
+				until = clock(*f.Until, now)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Node, r.ID, r.Effect, clock(r.Since, now), until, r.Reason)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.ID, f.Fault, clock(f.Since, now), until,
+				orDash(strings.Join(f.Applied, ",")), orDash(strings.Join(f.Pending, ",")), f.Reason)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
 		}
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if rows == 0 {
-		fmt.Fprintln(w, "no active faults")
-	}
-	for _, n := range nodes {
+	for _, n := range out.Nodes {
 		if n.Error != "" {
-			fmt.Fprintf(w, "%s: could not be asked: %s\n", n.Node, n.Error)
+			fmt.Fprintf(w, "%s: could not be asked (down?): %s\n", n.Node, n.Error)
 		}
 	}
 	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // clock formats t as a local time of day, with the date if it is not

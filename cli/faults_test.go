@@ -25,9 +25,10 @@ type faultDaemon struct {
 	injected []daemon.FaultRequest
 	result   func(daemon.FaultRequest) daemon.FaultResult // POST /v1/faults; nil: every named node gets a rule
 	reject   string                                       // if set, POST /v1/faults answers 400 with it
-	faults   []daemon.NodeFaults                          // GET /v1/faults?all=1
+	faults   daemon.FaultsView                            // GET /v1/faults?all=1
 	local    map[string][]daemon.Rule                     // GET /v1/faults[?node=], by node ("" the daemon)
-	healed   []daemon.NodeFaults                          // DELETE /v1/faults answer
+	healed   daemon.HealResult                            // DELETE /v1/faults answer
+	healErr  string                                       // if set, DELETE /v1/faults answers 404 with it
 	targets  []string                                     // ?target= of each heal
 	checks   []daemon.CheckResult                         // GET /v1/check answers in turn; the last repeats
 	checked  int                                          // GET /v1/check calls
@@ -69,6 +70,10 @@ func newFaultDaemon(tb testing.TB) *faultDaemon {
 	})
 	mux.HandleFunc("DELETE /v1/faults", func(w http.ResponseWriter, r *http.Request) {
 		f.targets = append(f.targets, r.URL.Query().Get("target"))
+		if f.healErr != "" {
+			reply(w, http.StatusNotFound, map[string]string{"error": f.healErr})
+			return
+		}
 		reply(w, http.StatusOK, f.healed)
 	})
 	mux.HandleFunc("GET /v1/check", func(w http.ResponseWriter, r *http.Request) {
@@ -232,7 +237,9 @@ func TestFaultBadInput(t *testing.T) {
 		{[]string{"pause", "n1", "n1"}, `node "n1" is named twice`},
 		{[]string{"pause", "--bogus", "n1"}, "flag provided but not defined: -bogus (see `peerctl pause --help`)"},
 		{[]string{"pause", "n1", "--bogus"}, "flag provided but not defined: -bogus (see `peerctl pause --help`)"},
-		{[]string{"pause", "n1", "--for", "-1s"}, "--for -1s: want a positive duration"},
+		{[]string{"pause", "n1", "--for", "-1s"}, "--for -1s: want a duration above 0 and at most 168h0m0s"},
+		{[]string{"pause", "n1", "--for", "0s"}, "--for 0s: want a duration above 0"},
+		{[]string{"pause", "n1", "--for", "10000h"}, "--for 10000h0m0s: want a duration above 0 and at most 168h0m0s"},
 		{[]string{"isolate", "--for", "5s"}, "missing arguments: usage: peerctl isolate NODE"},
 		{[]string{"delay", "n1"}, "delay needs --by DURATION"},
 		{[]string{"delay", "n1", "--jitter", "5ms"}, "delay needs --by DURATION"},
@@ -313,7 +320,7 @@ func TestFaultOutput(t *testing.T) {
 		"n1 f-1a2b3c4d drops all traffic to n3",
 		"n2 f-1a2b3c4d drops all traffic to n3",
 		"n3 f-1a2b3c4d drops all traffic to n1,n2",
-		"fault f-1a2b3c4d on 3 nodes until healed; undo with `peerctl heal n1`",
+		"fault f-1a2b3c4d on 3 nodes until healed; undo with `peerctl heal f-1a2b3c4d`",
 	}
 	checkLines(t, out, want)
 
@@ -321,17 +328,12 @@ func TestFaultOutput(t *testing.T) {
 	if !strings.Contains(out, "fault f-1a2b3c4d on 3 nodes for 30s;") {
 		t.Errorf("partition --for 30s output lacks the duration:\n%s", out)
 	}
-
-	f.result = nil
-	out = mustRun(t, f.addr(), "", "delay", "--all", "--by", "10ms")
-	if !strings.Contains(out, "undo with `peerctl heal --all`") {
-		t.Errorf("delay --all output does not suggest heal --all:\n%s", out)
-	}
 }
 
-// A node that could not be reached is on its line, and the command fails
-// naming it.
-func TestFaultUnreachableNode(t *testing.T) {
+// A node that is down is on its line and told about: the fault is cluster
+// state, so the command succeeds (issue 8: "n1 is down: it will apply this
+// when it returns").
+func TestFaultDownNode(t *testing.T) {
 	f := newFaultDaemon(t)
 	f.result = func(req daemon.FaultRequest) daemon.FaultResult {
 		res := partitionResult(req)
@@ -339,23 +341,24 @@ func TestFaultUnreachableNode(t *testing.T) {
 		return res
 	}
 	r := run(t, f.addr(), "", "partition", "n1,n2", "/", "n3")
-	if r.code != 1 || r.err == nil || !strings.Contains(r.err.Error(), "fault f-1a2b3c4d not installed on n3") {
-		t.Errorf("partition with n3 unreachable: code %d, err %v; want 1 naming n3", r.code, r.err)
+	if r.code != 0 || r.err != nil {
+		t.Errorf("partition with n3 down: code %d, err %v; want 0", r.code, r.err)
 	}
 	checkLines(t, r.stdout, []string{
 		"n1 f-1a2b3c4d drops all traffic to n3",
 		"n2 f-1a2b3c4d drops all traffic to n3",
-		"n3 f-1a2b3c4d not installed: dial tcp 127.0.0.1:7967: connection refused",
+		"n3 f-1a2b3c4d when back: drops all traffic to n1,n2",
+		"n3 is down: it will apply this when it returns",
+		"fault f-1a2b3c4d on 3 nodes until healed; undo with `peerctl heal f-1a2b3c4d`",
 	})
 
-	// --json still prints, and still fails.
 	r = run(t, f.addr(), "", "partition", "--json", "n1,n2", "/", "n3")
 	var got faultResult
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 		t.Fatalf("partition --json: %v\n%s", err, r.stdout)
 	}
-	if r.code != 1 || len(got.Nodes) != 3 || got.Nodes[2].Error == "" {
-		t.Errorf("partition --json with n3 unreachable: code %d, %+v", r.code, got)
+	if r.code != 0 || len(got.Nodes) != 3 || got.Nodes[2].Error == "" {
+		t.Errorf("partition --json with n3 down: code %d, %+v", r.code, got)
 	}
 }
 
@@ -385,65 +388,78 @@ func TestFaultJSON(t *testing.T) {
 
 func TestHeal(t *testing.T) {
 	f := newFaultDaemon(t)
-	f.healed = []daemon.NodeFaults{{Node: "n1", Healed: 1}, {Node: "n2", Healed: 1}, {Node: "n3", Healed: 0},
-		{Node: "n4", Error: "connection refused"}}
+	part := daemon.FaultRecord{ID: "f-1", Request: daemon.FaultRequest{Kind: daemon.ReqPartition, Groups: [][]string{{"n1"}, {"n2", "n3"}}, Reason: "partition n1 / n2,n3"}}
+	loss := daemon.FaultRecord{ID: "f-2", Request: daemon.FaultRequest{Kind: daemon.ReqLoss, Nodes: []string{"n1"}, Rate: 0.2}}
+	f.healed = daemon.HealResult{Healed: []daemon.FaultRecord{part, loss},
+		Nodes: []daemon.NodeFaults{{Node: "n1"}, {Node: "n2"}, {Node: "n4", Error: "connection refused"}}}
 	out := mustRun(t, f.addr(), "", "heal", "n1")
 	checkLines(t, out, []string{
-		"n1 removed 1 rule",
-		"n2 removed 1 rule",
-		"n3 removed 0 rules",
-		"n4 not reached: connection refused",
-		"healed: removed 2 rules that named n1 on 2 nodes; nodes that declared each other failed rejoin now",
+		"healed f-1 partition n1 / n2,n3",
+		"healed f-2 loss 20% n1",
+		"n4 is down: it will lift this when it returns",
+		"removed 2 faults that named n1 from the cluster; nodes that declared each other failed rejoin now",
 	})
 	mustRun(t, f.addr(), "", "heal", "--all")
 	mustRun(t, f.addr(), "", "heal")
-	if want := []string{"n1", "", ""}; !reflect.DeepEqual(f.healTargets(), want) {
-		t.Errorf("heal n1, heal --all, heal sent targets %q; want %q", f.healTargets(), want)
+	mustRun(t, f.addr(), "", "heal", "f-1")
+	if want := []string{"n1", "", "", "f-1"}; !reflect.DeepEqual(f.healTargets(), want) {
+		t.Errorf("heal n1, heal --all, heal, heal f-1 sent targets %q; want %q", f.healTargets(), want)
 	}
 
-	f.healed = []daemon.NodeFaults{{Node: "n1"}, {Node: "n2"}}
-	if out := mustRun(t, f.addr(), "", "heal", "n2"); !strings.HasSuffix(out, "no active faults that named n2\n") {
+	f.healed = daemon.HealResult{Nodes: []daemon.NodeFaults{{Node: "n1"}, {Node: "n2"}}}
+	if out := mustRun(t, f.addr(), "", "heal", "n2"); out != "no faults in force that named n2\n" {
 		t.Errorf("heal with nothing to heal:\n%s", out)
 	}
-	var got []healNode
-	if err := json.Unmarshal([]byte(mustRun(t, f.addr(), "", "heal", "--json")), &got); err != nil || len(got) != 2 {
-		t.Errorf("heal --json = %v, %v; want 2 nodes", got, err)
+	f.healed = daemon.HealResult{Healed: []daemon.FaultRecord{part}, Nodes: []daemon.NodeFaults{{Node: "n3", Error: "refused"}}}
+	var got healOutput
+	if err := json.Unmarshal([]byte(mustRun(t, f.addr(), "", "heal", "--json")), &got); err != nil || len(got.Healed) != 1 ||
+		got.Healed[0].Fault != "partition n1 / n2,n3" || !reflect.DeepEqual(got.Down, []string{"n3"}) {
+		t.Errorf("heal --json = %+v, %v", got, err)
+	}
+}
+
+// A heal the daemon refuses (an unknown node or ID) exits 1 with its reason.
+func TestHealUnknown(t *testing.T) {
+	f := newFaultDaemon(t)
+	f.healErr = `no fault or node "n9": ` + "`peerctl faults` lists the faults, `peerctl members` the nodes"
+	r := run(t, f.addr(), "", "heal", "n9")
+	if r.code != 1 || r.err == nil || !strings.Contains(r.err.Error(), `no fault or node "n9"`) {
+		t.Errorf("heal n9: code %d, err %v; want 1 naming n9", r.code, r.err)
 	}
 }
 
 func TestFaultsList(t *testing.T) {
 	f := newFaultDaemon(t)
-	if out := mustRun(t, f.addr(), "", "faults"); out != "no active faults\n" {
-		t.Errorf("faults with none = %q; want %q", out, "no active faults\n")
+	if out := mustRun(t, f.addr(), "", "faults"); out != "no faults in force\n" {
+		t.Errorf("faults with none = %q; want %q", out, "no faults in force\n")
 	}
 	since := time.Now().Add(-time.Minute).Truncate(time.Second)
 	until := since.Add(time.Hour)
-	f.faults = []daemon.NodeFaults{
-		{Node: "n2", Rules: []daemon.Rule{{ID: "f-2", Kind: daemon.FaultDelay, Peers: []string{"n1"}, Delay: 100 * time.Millisecond,
-			Since: since, Until: until, Reason: "delay n1 --by 100ms --for 1h"}}},
-		{Node: "n1", Rules: []daemon.Rule{
-			{ID: "f-1", Kind: daemon.FaultPause, Since: since, Reason: "pause n1"},
-			{ID: "f-2", Kind: daemon.FaultDelay, Delay: 100 * time.Millisecond, Since: since, Until: until, Reason: "delay n1 --by 100ms --for 1h"}}},
-		{Node: "n3", Error: "connection refused"},
+	f.faults = daemon.FaultsView{
+		Faults: []daemon.FaultStatus{
+			{FaultRecord: daemon.FaultRecord{ID: "f-1", Created: since, Request: daemon.FaultRequest{Kind: daemon.ReqPause, Nodes: []string{"n1"}, Reason: "pause n1"}},
+				Named: []string{"n1"}, Applied: []string{"n1"}},
+			{FaultRecord: daemon.FaultRecord{ID: "f-2", Created: since, Until: until,
+				Request: daemon.FaultRequest{Kind: daemon.ReqDelay, Nodes: []string{"n1"}, Delay: 100 * time.Millisecond, For: time.Hour, Reason: "delay n1 --by 100ms --for 1h"}},
+				Named: []string{"n1"}, Applied: []string{"n2"}, Pending: []string{"n1", "n3"}},
+		},
+		Nodes: []daemon.NodeFaults{{Node: "n1"}, {Node: "n2"}, {Node: "n3", Error: "connection refused"}},
 	}
 	out := mustRun(t, f.addr(), "", "faults")
 	s, u := clock(since, time.Now()), clock(until, time.Now())
-	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	want := []string{
-		"NODE ID FAULT SINCE UNTIL REASON",
-		"n1 f-1 paused: sends and answers nothing " + s + " healed pause n1",
-		"n1 f-2 delays traffic to all peers by 100ms " + s + " " + u + " delay n1 --by 100ms --for 1h",
-		"n2 f-2 delays traffic to n1 by 100ms " + s + " " + u + " delay n1 --by 100ms --for 1h",
-		"n3: could not be asked: connection refused",
-	}
-	checkLines(t, strings.Join(lines, "\n"), want)
+	checkLines(t, out, []string{
+		"ID FAULT SINCE UNTIL APPLIED PENDING REASON",
+		"f-1 pause n1 " + s + " healed n1 - pause n1",
+		"f-2 delay n1 by 100ms " + s + " " + u + " n2 n1,n3 delay n1 --by 100ms --for 1h",
+		"n3: could not be asked (down?): connection refused",
+	})
 
-	var got []faultNode
+	var got faultsList
 	if err := json.Unmarshal([]byte(mustRun(t, f.addr(), "", "faults", "--json")), &got); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 3 || got[0].Node != "n1" || len(got[0].Rules) != 2 || got[0].Rules[1].Until == nil || got[0].Rules[0].Until != nil ||
-		got[0].Rules[1].Delay != "100ms" || got[2].Error == "" || got[2].Rules == nil {
+	if len(got.Faults) != 2 || got.Faults[0].Until != nil || got.Faults[1].Until == nil || got.Faults[1].Kind != "delay" ||
+		!reflect.DeepEqual(got.Faults[1].Pending, []string{"n1", "n3"}) || got.Faults[0].Pending == nil || len(got.Nodes) != 3 || got.Nodes[2].Error == "" {
 		t.Errorf("faults --json = %+v", got)
 	}
 }

@@ -29,8 +29,9 @@ and it still serves its API, so writes made at it (peerctl put --node NODE)
 stay there until the heal. After ` + "`peerctl heal NODE`" + ` they rejoin at once and
 anti-entropy exchanges what each side missed.
 
-Prints one line per node: the rule installed and the fault ID; the exit
-status is non-zero if a node could not be reached.`,
+Prints one line per node involved: what it now does and the fault ID. The
+fault is cluster state: a node that is down applies it when it returns
+(the output says so), and a node restarted later comes back under it.`,
 		Flags:        faultFlags(),
 		Action:       faultAction(nodesFault(daemon.ReqIsolate)),
 		BashComplete: completeMembers,

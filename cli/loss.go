@@ -35,8 +35,9 @@ anti-entropy round (peerctl info counts them), so the data still converges
 (peerctl check --wait). With --seed, the nodes draw the same sequence of
 choices each run, so a scenario can be replayed.
 
-Prints one line per node: the rule installed and the fault ID; the exit
-status is non-zero if a node could not be reached.`,
+Prints one line per node involved: what it now does and the fault ID. The
+fault is cluster state: a node that is down applies it when it returns
+(the output says so), and a node restarted later comes back under it.`,
 		Flags: faultFlags(
 			&cli.Float64Flag{Name: "rate", Usage: "drop each message with probability `RATE`, above 0 and at most 1, e.g. 0.2 (required)"},
 			toFlag(),

@@ -38,8 +38,9 @@ accepting writes, so their data diverges (peerctl check). After
 next reconnect attempt, within seconds), anti-entropy exchanges what each
 side missed, and where both sides wrote a key the later write wins.
 
-Prints one line per node: the rule installed and the fault ID; the exit
-status is non-zero if a node could not be reached.`,
+Prints one line per node involved: what it now does and the fault ID. The
+fault is cluster state: a node that is down applies it when it returns
+(the output says so), and a node restarted later comes back under it.`,
 		Flags:        faultFlags(),
 		Action:       faultAction(runPartition),
 		BashComplete: completeMembers,

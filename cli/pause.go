@@ -32,8 +32,9 @@ itself alive), so it comes back without a restart, and anti-entropy brings
 it the writes it missed. A pause shorter than the suspicion timeout ends
 in a refuted suspicion, not a failure.
 
-Prints one line per node: the fault installed and its ID; the exit status
-is non-zero if a node could not be reached.`,
+Prints one line per node involved: what it now does and the fault ID. The
+fault is cluster state: a node that is down applies it when it returns
+(the output says so), and a node restarted later comes back under it.`,
 		Flags:        faultFlags(),
 		Action:       faultAction(nodesFault(daemon.ReqPause)),
 		BashComplete: completeMembers,

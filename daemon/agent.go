@@ -46,6 +46,8 @@ type Agent struct {
 	counters  *counters
 	gcounters *gossipCounters
 	faults    *Faults
+	fstate    *faultState // the cluster's fault table: faultsync.go
+	rejoining atomic.Bool // a rejoin after a heal is under way
 	writes    atomic.Uint64
 	addrNames sync.Map // gossip "ip:port" -> node name, for the fault layer
 	http      *httpServer
@@ -92,6 +94,13 @@ func Create(cfg *Config) (*Agent, error) {
 		ln.Close()
 		return nil, err
 	}
+	// The faults in force apply before anything is sent: a node restarted
+	// behind a partition must not slip through while it starts.
+	if err := a.openFaults(); err != nil {
+		ln.Close()
+		a.st.Close()
+		return nil, err
+	}
 	// Replication transport: HTTP, counted, then the fault layer, which
 	// decides first whether a message is sent at all.
 	a.ht = newHTTPTransport(a.cfg.Name, a.cfg.Limits.withDefaults().StreamKeepalive)
@@ -113,9 +122,10 @@ func Create(cfg *Config) (*Agent, error) {
 	a.gossip = a.serf.LocalMember().Addr.String() + ":" + strconv.Itoa(int(a.serf.LocalMember().Port))
 	a.http.start()
 	a.repl.start()
-	a.wg.Add(2)
+	a.wg.Add(3)
 	go a.eventLoop()
 	go a.maintain()
+	go a.faultSyncLoop()
 	for _, m := range a.serf.Members() {
 		a.memberChanged(m)
 	}
@@ -377,6 +387,7 @@ func (a *Agent) memberChanged(m serf.Member) {
 		return
 	}
 	a.addrNames.Store(net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))), m.Name)
+	a.kickBook() // faultsync.go: remember the member for the fault table
 	api := m.Tags[tagAPI]
 	if m.Status == serf.StatusAlive && api != "" {
 		a.repl.setPeer(m.Name, api)

@@ -181,37 +181,8 @@ func jsonBody(v any) io.Reader {
 	return &jsonReader{bytes.NewReader(b)}
 }
 
-// InjectFault installs a fault across the cluster through the daemon.
-func (c *Client) InjectFault(ctx context.Context, req FaultRequest) (*FaultResult, error) {
-	var out FaultResult
-	return &out, c.do(ctx, "POST", c.url("/v1/faults", "", nil), jsonBody(req), &out)
-}
-
-// Faults returns the rules active on every reachable node.
-func (c *Client) Faults(ctx context.Context) ([]NodeFaults, error) {
-	var out []NodeFaults
-	return out, c.do(ctx, "GET", c.url("/v1/faults", "", url.Values{"all": {"1"}}), nil, &out)
-}
-
-// Heal removes faults on every node: those that named target, or all if
-// target is "".
-func (c *Client) Heal(ctx context.Context, target string) ([]NodeFaults, error) {
-	q := url.Values{}
-	if target != "" {
-		q.Set("target", target)
-	}
-	var out []NodeFaults
-	return out, c.do(ctx, "DELETE", c.url("/v1/faults", "", q), nil, &out)
-}
-
 // Check compares the data of every alive node.
 func (c *Client) Check(ctx context.Context) (*CheckResult, error) {
 	var out CheckResult
 	return &out, c.do(ctx, "GET", c.url("/v1/check", "", nil), nil, &out)
-}
-
-// LocalFaults returns the rules active on the node.
-func (c *Client) LocalFaults(ctx context.Context, node string) ([]Rule, error) {
-	var out []Rule
-	return out, c.do(ctx, "GET", c.url("/v1/faults", node, nil), nil, &out)
 }

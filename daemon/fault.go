@@ -8,8 +8,8 @@ package daemon
 // Rules act where a node sends, keyed by the destination's name: on loopback
 // a receiver cannot tell who opened a TCP stream (every peer is 127.0.0.1
 // on an ephemeral port), so a partition is two sets of send rules, one on
-// each side, and a fault command installs rules on every node involved
-// (see faultsapi.go). A paused node also drops what it receives, as a frozen
+// each side. Rules are not installed one by one: each node derives its own
+// from the cluster's fault table (faultstate.go) and sets them here. A paused node also drops what it receives, as a frozen
 // process would. UDP and TCP fail together; a delay never blocks the caller
 // of a packet send (memberlist sends from its probe and gossip loops).
 // Random choices (loss, jitter) come from a seeded generator, so a scenario
@@ -55,7 +55,7 @@ func (r *Rule) validate() error {
 			return fmt.Errorf("delay %v jitter %v: want 0 < delay <= 1m and 0 <= jitter <= delay", r.Delay, r.Jitter)
 		}
 	case FaultLoss:
-		if r.Rate <= 0 || r.Rate > 1 {
+		if !(r.Rate > 0 && r.Rate <= 1) { // NaN too
 			return fmt.Errorf("loss rate %v: want 0 < rate <= 1", r.Rate)
 		}
 	default:
@@ -124,6 +124,20 @@ func (f *Faults) Add(rules ...Rule) error {
 		f.rules = slices.DeleteFunc(f.rules, func(o Rule) bool { return o.ID == r.ID && o.Kind == r.Kind })
 		f.rules = append(f.rules, r)
 	}
+	f.count.Store(int32(len(f.rules)))
+	return nil
+}
+
+// Set replaces every rule with rules, at once.
+func (f *Faults) Set(rules []Rule) error {
+	for i := range rules {
+		if err := rules[i].validate(); err != nil {
+			return err
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rules = slices.Clone(rules)
 	f.count.Store(int32(len(f.rules)))
 	return nil
 }

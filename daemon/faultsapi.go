@@ -1,26 +1,28 @@
 package daemon
 
-// Fault commands reach any daemon and act on the whole cluster: the daemon
-// that receives POST /v1/faults plans the rules each node must apply
-// (planFault) and installs them on every node involved through their APIs,
-// which stay outside the fault layer. So a partition is installed on both
-// sides, and a faulted node can always be healed.
+// Fault commands reach any daemon and act on the whole cluster. The daemon
+// that receives POST /v1/faults checks the request against the members it
+// can find (planFault), adds a record to the cluster's fault table
+// (faultstate.go), saves and applies it, and pushes the table to every
+// member it can find; each node derives and applies its own rules. A
+// member that cannot be reached (down) applies the fault when it returns,
+// from its saved table or its first exchange. A heal turns records into
+// tombstones the same way.
 //
 //	POST   /v1/faults            FaultRequest -> FaultResult
-//	GET    /v1/faults            this node's rules; ?all=1: []NodeFaults of every member
-//	DELETE /v1/faults[?target=N] heal every node (of rules that named N) -> []NodeFaults
-//	POST   /v1/faults/local      {"rules": [...], "seed": N}: install on this node
-//	DELETE /v1/faults/local[?target=N]
+//	GET    /v1/faults            this node's rules; ?all=1: FaultsView of the cluster
+//	DELETE /v1/faults[?target=X] heal every fault, or those that named node X, or fault X -> HealResult
+//	POST   /v1/faults/table      table exchange between nodes: see faultsync.go
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"hash/fnv"
+	"maps"
 	"net/http"
-	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -53,23 +55,75 @@ type FaultRequest struct {
 	Reason string        `json:"reason,omitempty"`
 }
 
-// NodeFaults is one node's rules, or why it could not be reached.
-type NodeFaults struct {
-	Node   string `json:"node"`
-	Rules  []Rule `json:"rules"`
-	Healed int    `json:"healed,omitempty"`
-	Error  string `json:"error,omitempty"`
+// Describe is a short description of the fault asked for, e.g.
+// "partition n1 / n2,n3" or "loss 20% n2 (to n1)".
+func (r FaultRequest) Describe() string {
+	nodes := strings.Join(r.Nodes, ",")
+	if nodes == "*" {
+		nodes = "all nodes"
+	}
+	var s string
+	switch r.Kind {
+	case ReqPartition:
+		sides := make([]string, len(r.Groups))
+		for i, g := range r.Groups {
+			sides[i] = strings.Join(g, ",")
+		}
+		s = "partition " + strings.Join(sides, " / ")
+	case ReqDelay:
+		s = fmt.Sprintf("delay %s by %v", nodes, r.Delay)
+		if r.Jitter > 0 {
+			s += fmt.Sprintf("±%v", r.Jitter)
+		}
+	case ReqLoss:
+		s = fmt.Sprintf("loss %.0f%% %s", r.Rate*100, nodes)
+	default:
+		s = r.Kind + " " + nodes
+	}
+	if len(r.Peers) > 0 {
+		s += " (to " + strings.Join(r.Peers, ",") + ")"
+	}
+	return s
 }
 
-// FaultResult reports what a fault command installed where.
+// NodeFaults is one node's part in a fault command or listing: the rules
+// it applies, or why it could not be reached (it then applies the change
+// when it is back, from its saved table or its first exchange).
+type NodeFaults struct {
+	Node  string `json:"node"`
+	Rules []Rule `json:"rules"`
+	Error string `json:"error,omitempty"`
+}
+
+// FaultResult reports a fault command: the fault recorded in the cluster's
+// table, and for each node involved its rules and whether it was reached.
 type FaultResult struct {
 	ID    string       `json:"id"`
+	Until time.Time    `json:"until,omitzero"` // zero: until healed
 	Nodes []NodeFaults `json:"nodes"`
 }
 
-type localFaults struct {
-	Rules []Rule `json:"rules"`
-	Seed  uint64 `json:"seed,omitempty"`
+// HealResult reports a heal: the faults removed from the cluster's table,
+// and each member told, or why it could not be (it lifts them when it is
+// back).
+type HealResult struct {
+	Healed []FaultRecord `json:"healed"`
+	Nodes  []NodeFaults  `json:"nodes"`
+}
+
+// FaultStatus is a fault in force and where it is applied.
+type FaultStatus struct {
+	FaultRecord
+	Named   []string `json:"named"`   // nodes the command named
+	Applied []string `json:"applied"` // nodes that apply its rules now
+	Pending []string `json:"pending"` // nodes involved that do not yet: down, or not told yet
+}
+
+// FaultsView is the cluster's fault table as one node sees it, and every
+// member's rules.
+type FaultsView struct {
+	Faults []FaultStatus `json:"faults"`
+	Nodes  []NodeFaults  `json:"nodes"`
 }
 
 // planFault computes the rules each node applies for a request. members
@@ -220,16 +274,18 @@ func (a *Agent) reachable() []Member {
 }
 
 // discover returns every member whose API can be asked, as known to this
-// node or to any member it knows, transitively. A node that restarted a
+// node, to its fault table or to any member it knows, transitively. A node that restarted a
 // moment ago, or that is cut off, may not know every member itself; the
 // nodes that hold fault rules must all be reached, or a heal would leave
 // rules in place.
 func (s *httpServer) discover(ctx context.Context) []Member {
 	known := map[string]Member{}
 	var frontier []Member
-	for _, m := range s.a.reachable() {
-		known[m.Name] = m
-		frontier = append(frontier, m)
+	for _, m := range append(s.a.reachable(), s.a.faultPeers()...) {
+		if _, ok := known[m.Name]; !ok {
+			known[m.Name] = m
+			frontier = append(frontier, m)
+		}
 	}
 	for round := 0; round < 3 && len(frontier) > 0; round++ {
 		var mu sync.Mutex
@@ -243,6 +299,8 @@ func (s *httpServer) discover(ctx context.Context) []Member {
 			go func(m Member) {
 				defer wg.Done()
 				var ms []Member
+				ctx, cancel := context.WithTimeout(ctx, faultSyncTimeout)
+				defer cancel()
 				if err := s.callNode(ctx, m, "GET", "/v1/members", nil, &ms); err != nil {
 					return
 				}
@@ -304,41 +362,67 @@ func (s *httpServer) callNode(ctx context.Context, m Member, method, path string
 	return c.do(ctx, method, "http://"+m.API+path, strings.NewReader(string(body)), out)
 }
 
+// faultRoutes registers the fault endpoints.
+func (s *httpServer) faultRoutes() {
+	s.mux.HandleFunc("POST /v1/faults", s.postFaults)
+	s.mux.HandleFunc("GET /v1/faults", s.getFaults)
+	s.mux.HandleFunc("DELETE /v1/faults", s.deleteFaults)
+	s.mux.HandleFunc("POST /v1/faults/table", s.postFaultTable)
+}
+
 func (s *httpServer) postFaults(w http.ResponseWriter, r *http.Request) {
 	var req FaultRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("bad fault request: %w", err))
 		return
 	}
-	members := s.discover(r.Context())
-	var names []string
-	for _, m := range members {
-		names = append(names, m.Name)
+	if err := validateFaultRequest(req); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
 	}
-	id := newFaultID()
-	plan, err := planFault(req, names, id, time.Now())
+	members := s.discover(r.Context())
+	rec := FaultRecord{ID: newFaultID(), Request: req, Created: time.Now().UTC()}
+	for _, m := range members {
+		rec.Members = append(rec.Members, Endpoint{Name: m.Name, Gossip: m.Addr, API: m.API})
+	}
+	if req.For > 0 {
+		rec.Until = rec.Created.Add(req.For)
+	}
+	plan, err := rec.plan()
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	var involved []string
-	for n := range plan {
-		involved = append(involved, n)
+	if err := rec.validate(); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
 	}
-	res := FaultResult{ID: id}
-	res.Nodes = eachNode(members, involved, func(m Member) NodeFaults {
-		seed := req.Seed
-		if seed != 0 {
-			h := fnv.New64a()
-			h.Write([]byte(m.Name))
-			seed ^= h.Sum64()
+	_, err = s.a.updateFaults(func(t FaultTable) (FaultTable, error) {
+		if n := len(t.live(time.Now())); n >= maxLiveFaults {
+			return nil, fmt.Errorf("%d faults in force, the most there may be: heal some first (`peerctl faults` lists them)", n)
 		}
-		nf := NodeFaults{Node: m.Name, Rules: plan[m.Name]}
-		if err := s.callNode(r.Context(), m, "POST", "/v1/faults/local", localFaults{Rules: plan[m.Name], Seed: seed}, nil); err != nil {
-			nf.Error = err.Error()
+		out := maps.Clone(t)
+		if out == nil {
+			out = FaultTable{}
 		}
-		return nf
+		out[rec.ID] = rec
+		if n := len(encodeFaults(out)); n > maxFaultBody/2 {
+			return nil, fmt.Errorf("the fault table would hold %d bytes, more than %d: heal some faults first", n, maxFaultBody/2)
+		}
+		return out, nil
 	})
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("record fault: %w", err))
+		return
+	}
+	told := s.a.pushFaults(r.Context(), members)
+	res := FaultResult{ID: rec.ID, Until: rec.Until}
+	for _, nf := range told {
+		if rules, ok := plan[nf.Node]; ok {
+			nf.Rules = rules
+			res.Nodes = append(res.Nodes, nf)
+		}
+	}
 	writeJSON(w, http.StatusOK, res)
 }
 
@@ -347,93 +431,79 @@ func (s *httpServer) getFaults(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.a.faults.Rules())
 		return
 	}
-	writeJSON(w, http.StatusOK, eachNode(s.discover(r.Context()), nil, func(m Member) NodeFaults {
-		nf := NodeFaults{Node: m.Name}
+	nodes := eachNode(s.discover(r.Context()), nil, func(m Member) NodeFaults {
+		nf := NodeFaults{Node: m.Name, Rules: []Rule{}}
 		if err := s.callNode(r.Context(), m, "GET", "/v1/faults", nil, &nf.Rules); err != nil {
 			nf.Error = err.Error()
 		}
 		return nf
-	}))
-}
-
-func (s *httpServer) deleteFaults(w http.ResponseWriter, r *http.Request) {
-	target := r.URL.Query().Get("target")
-	path := "/v1/faults/local"
-	if target != "" {
-		path += "?target=" + url.QueryEscape(target)
-	}
-	writeJSON(w, http.StatusOK, eachNode(s.discover(r.Context()), nil, func(m Member) NodeFaults {
-		nf := NodeFaults{Node: m.Name}
-		var res struct {
-			Healed int `json:"healed"`
-		}
-		if err := s.callNode(r.Context(), m, "DELETE", path, nil, &res); err != nil {
-			nf.Error = err.Error()
-		}
-		nf.Healed = res.Healed
-		return nf
-	}))
-}
-
-func (s *httpServer) postLocalFaults(w http.ResponseWriter, r *http.Request) {
-	var lf localFaults
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&lf); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("bad fault rules: %w", err))
-		return
-	}
-	if lf.Seed != 0 {
-		s.a.faults.Seed(lf.Seed)
-	}
-	if err := s.a.faults.Add(lf.Rules...); err != nil {
-		writeError(w, http.StatusBadRequest, err)
-		return
-	}
-	for _, rule := range lf.Rules {
-		until := "until healed"
-		if !rule.Until.IsZero() {
-			until = "until " + rule.Until.Format(time.RFC3339)
-		}
-		s.a.log.Warn("fault injected: "+rule.Describe(), "id", rule.ID, "reason", rule.Reason, "for", until)
-	}
-	writeJSON(w, http.StatusOK, map[string]int{"installed": len(lf.Rules)})
-}
-
-func (s *httpServer) deleteLocalFaults(w http.ResponseWriter, r *http.Request) {
-	target := r.URL.Query().Get("target")
-	var ids []string
-	if target != "" {
-		for _, rule := range s.a.faults.Rules() {
-			if slices.Contains(rule.Nodes, target) {
-				ids = append(ids, rule.ID)
+	})
+	view := FaultsView{Faults: []FaultStatus{}, Nodes: nodes}
+	for _, rec := range s.a.faultTable().live(time.Now()) {
+		st := FaultStatus{FaultRecord: rec, Named: rec.Named(), Applied: []string{}, Pending: []string{}}
+		for _, n := range rec.Involved() {
+			applied := false
+			for _, nf := range nodes {
+				if nf.Node == n && slices.ContainsFunc(nf.Rules, func(r Rule) bool { return r.ID == rec.ID }) {
+					applied = true
+				}
+			}
+			if applied {
+				st.Applied = append(st.Applied, n)
+			} else {
+				st.Pending = append(st.Pending, n)
 			}
 		}
+		view.Faults = append(view.Faults, st)
 	}
-	n := 0
-	if target == "" || len(ids) > 0 {
-		n = s.a.faults.Heal(ids...)
-	}
-	if n > 0 {
-		s.a.log.Warn("faults healed", "count", n, "target", target)
-		s.a.rejoinFailed()
-	}
-	writeJSON(w, http.StatusOK, map[string]int{"healed": n})
+	writeJSON(w, http.StatusOK, view)
 }
 
-// rejoinFailed contacts members marked failed at once, rather than waiting
-// for serf's reconnect loop, so nodes that declared each other failed
-// during a fault find each other again within moments of a heal.
-func (a *Agent) rejoinFailed() {
-	var addrs []string
-	for _, m := range a.Members() {
-		if m.Status == serf.StatusFailed.String() {
-			addrs = append(addrs, m.Addr)
+// deleteFaults heals: every fault in force, the fault whose ID is
+// ?target=, or the faults that named the node ?target=. A target that is
+// neither a fault nor a node anyone knows is an error (a typo must not
+// look like a heal).
+func (s *httpServer) deleteFaults(w http.ResponseWriter, r *http.Request) {
+	target := r.URL.Query().Get("target")
+	members := s.discover(r.Context())
+	var healed []FaultRecord
+	_, err := s.a.updateFaults(func(t FaultTable) (FaultTable, error) {
+		now := time.Now().UTC()
+		ids := selectHeal(t, target, now)
+		if len(ids) == 0 && target != "" && !knownFaultTarget(t, members, target) {
+			return nil, errUnknownTarget
 		}
-	}
-	if len(addrs) == 0 {
+		for _, id := range ids {
+			healed = append(healed, t[id])
+		}
+		return healFaults(t, ids, now), nil
+	})
+	switch {
+	case errors.Is(err, errUnknownTarget):
+		writeError(w, http.StatusNotFound, fmt.Errorf("no fault or node %q: `peerctl faults` lists the faults, `peerctl members` the nodes", target))
+		return
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("record heal: %w", err))
 		return
 	}
-	go func() {
-		n, err := a.serf.Join(addrs, true)
-		a.log.Info("rejoin after heal", "failed_members", len(addrs), "contacted", n, "err", err)
-	}()
+	res := HealResult{Healed: []FaultRecord{}, Nodes: s.a.pushFaults(r.Context(), members)}
+	res.Healed = append(res.Healed, healed...)
+	if len(healed) > 0 {
+		s.a.log.Warn("faults healed", "count", len(healed), "target", target)
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+var errUnknownTarget = errors.New("unknown heal target")
+
+// knownFaultTarget reports whether target names a member or a fault the
+// table holds (healed or expired).
+func knownFaultTarget(t FaultTable, members []Member, target string) bool {
+	if _, ok := t[target]; ok {
+		return true
+	}
+	if _, ok := t.endpoints()[target]; ok {
+		return true
+	}
+	return slices.ContainsFunc(members, func(m Member) bool { return m.Name == target })
 }

@@ -106,13 +106,13 @@ func FuzzFaultsJSON(f *testing.F) {
 	f.Add(true, []byte(`{"kind":"partition","groups":[["fz"],["x"]]}`))
 	f.Add(true, []byte(`{"kind":"delay","nodes":["*"],"delay":1000000,"jitter":-5,"for":-1}`))
 	f.Add(true, []byte(`{"kind":"loss","nodes":["fz"],"rate":1e309}`))
-	f.Add(false, []byte(`{"rules":[{"id":"f-1","kind":"pause","since":"2026-01-01T00:00:00Z"}],"seed":7}`))
-	f.Add(false, []byte(`{"rules":[{"kind":"delay","delay":-1}]}`))
-	f.Add(false, []byte(`{"rules":null}`))
+	f.Add(false, []byte(`{"version":1,"records":[{"id":"f-1","request":{"kind":"pause","nodes":["fz"]},"members":[{"name":"fz"}],"created":"2026-01-01T00:00:00Z"}]}`))
+	f.Add(false, []byte(`{"version":1,"records":[{"id":"f-2","request":{"kind":"delay","nodes":["*"],"delay":-1},"created":"2026-01-01T00:00:00Z"}]}`))
+	f.Add(false, []byte(`{"version":1,"records":null}`))
 	f.Add(true, []byte(`[`))
 	a := fuzzAgent(f)
 	f.Fuzz(func(t *testing.T, cluster bool, body []byte) {
-		path := "/v1/faults/local"
+		path := "/v1/faults/table" // the node-to-node table exchange
 		if cluster {
 			path = "/v1/faults"
 		}
@@ -128,6 +128,9 @@ func FuzzFaultsJSON(f *testing.F) {
 				t.Fatalf("POST %s %q installed a rule it refuses: %v", path, body, err)
 			}
 		}
+		heal := httptest.NewRequest("DELETE", "http://"+a.APIAddr()+"/v1/faults", nil)
+		heal.Header.Set("Content-Type", "application/json")
+		a.http.ServeHTTP(httptest.NewRecorder(), heal)
 		a.faults.Heal()
 	})
 }

@@ -75,7 +75,7 @@ func TestCrossSiteRequestsRefused(t *testing.T) {
 		{"POST", "/v1/internal/push", plain, "\x00"},
 		{"POST", "/v1/internal/stream", plain, "\x00\x00"},
 		{"POST", "/v1/faults", plain, `{"kind":"pause","nodes":["*"]}`},
-		{"POST", "/v1/faults/local", noOrigin, `{"rules":[{"kind":"pause"}]}`},
+		{"POST", "/v1/faults/table", noOrigin, `{"faults":[]}`},
 		{"DELETE", "/v1/faults", map[string]string{"Content-Type": "multipart/form-data; boundary=x"}, ""},
 		// Through the forwarding: refused at the first node.
 		{"POST", "/v1/kill?node=n2", form, "a=b"},

@@ -66,11 +66,7 @@ func newHTTPServer(a *Agent, ln net.Listener) *httpServer {
 	s.mux.HandleFunc("GET /v1/debug/arrivals", s.debugArrivals)
 	s.mux.HandleFunc("GET /v1/digest", s.digest)
 	s.mux.HandleFunc("GET /v1/summaries", s.summaries)
-	s.mux.HandleFunc("POST /v1/faults", s.postFaults)
-	s.mux.HandleFunc("GET /v1/faults", s.getFaults)
-	s.mux.HandleFunc("DELETE /v1/faults", s.deleteFaults)
-	s.mux.HandleFunc("POST /v1/faults/local", s.postLocalFaults)
-	s.mux.HandleFunc("DELETE /v1/faults/local", s.deleteLocalFaults)
+	s.faultRoutes() // faultsapi.go
 	// The timeouts bound every route but the internal stream, which
 	// replaces them with its own idle deadline (stream).
 	s.srv = &http.Server{Handler: s,

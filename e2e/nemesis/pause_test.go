@@ -98,19 +98,25 @@ func TestPauseSuspectThenAlive(t *testing.T) {
 		t.Errorf("write made during the pause at n2: %v", err)
 	}
 
-	// The pause lifted itself: no fault remains anywhere.
-	var nodes []struct {
-		Node  string            `json:"node"`
-		Rules []json.RawMessage `json:"rules"`
-		Error string            `json:"error"`
+	// The pause lifted itself: no fault is in force, no node applies one.
+	var list struct {
+		Faults []json.RawMessage `json:"faults"`
+		Nodes  []struct {
+			Node  string            `json:"node"`
+			Rules []json.RawMessage `json:"rules"`
+			Error string            `json:"error"`
+		} `json:"nodes"`
 	}
-	if err := json.Unmarshal([]byte(peerctl.MustCLI(t, n1.api, "faults", "--json")), &nodes); err != nil {
+	if err := json.Unmarshal([]byte(peerctl.MustCLI(t, n1.api, "faults", "--json")), &list); err != nil {
 		t.Fatal(err)
 	}
-	if len(nodes) != 3 {
-		t.Errorf("faults --json lists %d nodes; want 3", len(nodes))
+	if len(list.Faults) != 0 {
+		t.Errorf("faults --json after the pause lists %d faults in force; want none", len(list.Faults))
 	}
-	for _, n := range nodes {
+	if len(list.Nodes) != 3 {
+		t.Errorf("faults --json lists %d nodes; want 3", len(list.Nodes))
+	}
+	for _, n := range list.Nodes {
 		if len(n.Rules) > 0 || n.Error != "" {
 			t.Errorf("faults at %s after the pause: %d rules, error %q; want none", n.Node, len(n.Rules), n.Error)
 		}
