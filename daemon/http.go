@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -197,11 +196,6 @@ func (a *Agent) Info() Info {
 	st := a.st.Stats()
 	d := a.st.Digest()
 	r := a.repl
-	var sum [8]byte
-	v := d.Sum()
-	for i := range sum {
-		sum[i] = byte(v >> (8 * i))
-	}
 	rs := ReplicationStats{
 		MsgsSent: a.counters.msgsSent.Load(), MsgsReceived: a.counters.msgsRecv.Load(),
 		BytesSent: a.counters.bytesSent.Load(), BytesReceived: a.counters.bytesRecv.Load(),
@@ -221,7 +215,7 @@ func (a *Agent) Info() Info {
 		Uptime:  time.Since(a.startedAt).Round(time.Second).String(),
 		Members: counts,
 		Store: StoreStats{Keys: st.Keys, Tombstones: st.Tombstones, DiskBytes: st.DiskBytes,
-			Digest: hex.EncodeToString(sum[:])},
+			Digest: digestHex(&d)},
 		Replication: rs,
 	}
 }
