@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -155,6 +156,21 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
+}
+
+// writeJSONComplete is writeJSON with a Content-Length, flushed: the whole
+// response is on the wire when it returns, before a kill or an exit that
+// follows could cut a chunked body short (the client saw "unexpected EOF").
+func writeJSONComplete(w http.ResponseWriter, code int, v any) {
+	b, _ := json.MarshalIndent(v, "", "  ")
+	b = append(b, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(code)
+	w.Write(b)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 func writeError(w http.ResponseWriter, code int, err error) {
@@ -331,18 +347,12 @@ func (s *httpServer) list(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *httpServer) kill(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusAccepted, map[string]string{"killed": s.a.cfg.Name})
-	if f, ok := w.(http.Flusher); ok {
-		f.Flush()
-	}
+	writeJSONComplete(w, http.StatusAccepted, map[string]string{"killed": s.a.cfg.Name})
 	go s.a.kill()
 }
 
 func (s *httpServer) leave(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusAccepted, map[string]string{"leaving": s.a.cfg.Name})
-	if f, ok := w.(http.Flusher); ok {
-		f.Flush()
-	}
+	writeJSONComplete(w, http.StatusAccepted, map[string]string{"leaving": s.a.cfg.Name})
 	go s.a.leaveAndExit()
 }
 
