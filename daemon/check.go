@@ -319,7 +319,7 @@ func (s *httpServer) checkMembers(ctx context.Context) (alive []Member, skipped 
 			case len(failedTo) > 0:
 				skipped[n] = statusFailed
 			default:
-				skipped[n] = "unreachable: no node that answered knows it"
+				skipped[n] = "unreachable from " + self + ": down?" // its API does not answer, no node that does knows it
 			}
 			group(skipped[n], n)
 			continue
