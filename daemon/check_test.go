@@ -134,3 +134,34 @@ func TestInfoAndCheckPrintTheSameDigest(t *testing.T) {
 		t.Errorf("check digest %q, info digest %q; want equal", res.Digests["n1"], info.Store.Digest)
 	}
 }
+
+// A member that left does not count, and leaves the known-members file.
+func TestCheckIgnoresMembersThatLeft(t *testing.T) {
+	d1 := t.TempDir()
+	n1 := startNode(t, testConfig(t, "n1", d1))
+	n2 := startNode(t, testConfig(t, "n2", t.TempDir(), n1.GossipAddr()))
+	n3 := startNode(t, testConfig(t, "n3", t.TempDir(), n1.GossipAddr()))
+	waitFor(t, 15*time.Second, "cluster", func() error { return allAlive([]*testNode{n1, n2, n3}, 3) })
+	waitFor(t, 10*time.Second, "n1's file lists n2 and n3", func() error {
+		ms, err := readKnown(d1)
+		if err != nil || len(ms) != 2 {
+			return fmt.Errorf("file lists %+v, %v", ms, err)
+		}
+		return nil
+	})
+	if err := n3.Leave(); err != nil {
+		t.Fatal(err)
+	}
+	n3.Shutdown()
+	waitFor(t, 10*time.Second, "n3 left, n1's file lists only n2", func() error {
+		ms, err := readKnown(d1)
+		if err != nil || len(ms) != 1 || ms[0].Name != "n2" {
+			return fmt.Errorf("file lists %+v, %v", ms, err)
+		}
+		return nil
+	})
+	res, err := NewClient(n1.APIAddr()).Check(context.Background())
+	if err != nil || !res.Converged || !slices.Equal(res.Nodes, []string{"n1", "n2"}) {
+		t.Fatalf("Check after n3 left = %+v, %v; want converged over n1, n2", res, err)
+	}
+}
