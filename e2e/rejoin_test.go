@@ -69,6 +69,11 @@ func TestRejoinWithoutFirstJoinTarget(t *testing.T) {
 		// hold the old n3 as alive.
 		took := waitStatus(t, rejoinTimeout, []node{n2, n3}, "alive", "n2", "n3")
 		t.Logf("round %d (serf snapshot removed: %v): restarted n3 was alive to all after %s", round, dropSnapshot, took)
+		// It found the cluster itself, not only because n2's reconnect
+		// loop reached it on its old address.
+		waitUntil(t, rejoinTimeout, "restarted n3 logs that it joined", func() (bool, string) {
+			return strings.Contains(p3.Output(), `msg="joined cluster"`), "no \"joined cluster\" line yet"
+		})
 		if out := p3.Output(); strings.Contains(out, "error occurred") {
 			t.Errorf("round %d: n3 logged serf's multi-line join error:\n%s", round, out)
 		}
