@@ -55,7 +55,7 @@ another member through it, and --json for output meant for scripts.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{
 				Name:    "addr",
-				Usage:   "HTTP API address `HOST:PORT` of the daemon that client commands call",
+				Usage:   "HTTP API address `HOST:PORT` (or http://HOST:PORT) of the daemon that client commands call; also after the command name",
 				EnvVars: []string{"PEERCTL_ADDR"},
 				Value:   DefaultAddr,
 			},
