@@ -24,7 +24,7 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
-	err := cli.NewApp().RunContext(ctx, os.Args)
+	err := cli.Run(ctx, cli.NewApp(), os.Args)
 	stop()
 	os.Exit(exitCode(err))
 }

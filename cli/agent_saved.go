@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -41,16 +42,44 @@ func loadSaved(dir string) (*savedConfig, error) {
 		return nil, nil
 	}
 	p := savedPath(dir)
-	b, err := os.ReadFile(p)
+	f, err := os.Open(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read saved agent config: %w", err)
 	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSavedFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("read saved agent config: %w", err)
+	}
+	s, err := decodeSaved(b)
+	if err != nil {
+		return nil, fmt.Errorf("saved agent config %s is corrupt (fix or delete it): %w", p, err)
+	}
+	return s, nil
+}
+
+// Limits of agent.json: it is small; anything bigger is not ours.
+const (
+	maxSavedFile = 64 << 10
+	maxSavedJoin = 256
+)
+
+// decodeSaved parses agent.json: a JSON object of at most maxSavedFile
+// bytes with at most maxSavedJoin join addresses. The values themselves
+// are checked where flags are (daemon.Config.Validate).
+func decodeSaved(b []byte) (*savedConfig, error) {
+	if len(b) > maxSavedFile {
+		return nil, fmt.Errorf("%d bytes, the limit is %d", len(b), maxSavedFile)
+	}
 	var s savedConfig
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("saved agent config %s is corrupt (fix or delete it): %w", p, err)
+		return nil, err
+	}
+	if len(s.Join) > maxSavedJoin {
+		return nil, fmt.Errorf("%d join addresses, the limit is %d", len(s.Join), maxSavedJoin)
 	}
 	return &s, nil
 }
@@ -97,6 +126,10 @@ func writeSaved(dir string, s *savedConfig) error {
 	}
 	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
 	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save agent config: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
 		tmp.Close()
 		return fmt.Errorf("save agent config: %w", err)
 	}

@@ -37,13 +37,16 @@ func newApp(create createFunc) *cli.App {
 		Version: fmt.Sprintf("%s (%s, %s/%s)", daemon.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH),
 		UsageText: `peerctl agent --name NAME --data-dir DIR [--join HOST:PORT]   run a daemon
 peerctl [--addr HOST:PORT] COMMAND [options] [args]          ask a daemon
+                                                             (--addr: HOST:PORT or http://HOST:PORT)
 
 Examples:
   peerctl agent --name n1 --data-dir /tmp/n1
   peerctl agent --name n2 --data-dir /tmp/n2 --bind 127.0.0.1:7956 --api 127.0.0.1:7957 --join 127.0.0.1:7946
   peerctl put greeting hello
   peerctl --addr 127.0.0.1:7957 get greeting
-  peerctl get --all greeting`,
+  peerctl get greeting --all
+
+Flags go before or after a command's arguments; "--" ends them.`,
 		Description: `Each daemon (peerctl agent) holds a full copy of the key-value store and
 gossips with its peers; writes at any node reach all of them. Client
 commands talk to the daemon at --addr; most take --node NAME to act on
@@ -52,12 +55,13 @@ another member through it, and --json for output meant for scripts.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{
 				Name:    "addr",
-				Usage:   "HTTP API address `HOST:PORT` of the daemon that client commands call",
+				Usage:   "HTTP API address `HOST:PORT` (or http://HOST:PORT) of the daemon that client commands call; also after the command name",
 				EnvVars: []string{"PEERCTL_ADDR"},
 				Value:   DefaultAddr,
 			},
 		},
 		Commands:       commands(create),
+		Before:         checkAddr,
 		Action:         rootAction,
 		OnUsageError:   usageError,
 		ExitErrHandler: func(*cli.Context, error) {}, // main.go maps errors to exit codes
@@ -114,19 +118,39 @@ const (
 	catTools   = "tools"
 )
 
-// rootAction runs for `peerctl` with no command, or an unknown one.
+// rootAction runs for `peerctl` with no command, or an unknown one; for
+// a near miss it names the command meant.
 func rootAction(c *cli.Context) error {
 	if c.Args().Present() {
-		return fmt.Errorf("unknown command %q (see `peerctl --help`)", c.Args().First())
+		name := c.Args().First()
+		if s := suggest(c.App.Commands, name); s != "" {
+			return fmt.Errorf("unknown command %q. Did you mean %s? (see `peerctl --help`)", name, s)
+		}
+		return fmt.Errorf("unknown command %q (see `peerctl --help`)", name)
 	}
 	return cli.ShowAppHelp(c)
+}
+
+// checkAddr accepts --addr as HOST:PORT or http://HOST:PORT, and stores
+// the HOST:PORT form for the commands.
+func checkAddr(c *cli.Context) error {
+	addr, err := normalizeAddr(c.String("addr"))
+	if err != nil {
+		return err
+	}
+	if addr != c.String("addr") {
+		return c.Set("addr", addr)
+	}
+	return nil
 }
 
 // usageError turns a flag parse error into one line that points at help.
 func usageError(c *cli.Context, err error, _ bool) error {
 	name := "peerctl"
+	flags := c.App.Flags
 	if c.Command != nil && c.Command.HelpName != "" {
 		name = c.Command.HelpName
+		flags = c.Command.Flags
 	}
-	return fmt.Errorf("%w (see `%s --help`)", err, name)
+	return fmt.Errorf("%w (see `%s --help`)", durationHint(flags, err), name)
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -24,7 +25,8 @@ type checkResult struct {
 	Divergent int               `json:"divergent"`         // keys not identical everywhere
 	Sample    []divergence      `json:"sample"`            // some of them
 	Errors    map[string]string `json:"errors,omitempty"`  // nodes that could not be asked
-	Skipped   map[string]string `json:"skipped,omitempty"` // members not compared -> their status
+	Skipped   map[string]string `json:"skipped,omitempty"` // members not compared -> why
+	Reasons   []string          `json:"reasons,omitempty"` // why not converged, beyond divergent keys
 	Waited    string            `json:"waited,omitempty"`  // with --wait: how long until this result
 }
 
@@ -56,10 +58,16 @@ func toCheckResult(r *daemon.CheckResult) checkResult {
 			out.Errors[n] = e
 		}
 	}
+	out.Reasons = append(out.Reasons, r.Reasons...)
 	if len(r.Skipped) > 0 {
 		out.Skipped = map[string]string{}
 		for n, st := range r.Skipped {
 			out.Skipped[n] = st
+		}
+		if len(out.Reasons) == 0 { // a daemon that gives no reasons
+			for _, n := range slices.Sorted(maps.Keys(r.Skipped)) {
+				out.Reasons = append(out.Reasons, n+" "+r.Skipped[n])
+			}
 		}
 	}
 	return out
@@ -75,7 +83,10 @@ func checkCommand() *cli.Command {
 Examples:
   peerctl check
   peerctl heal --all && peerctl check --wait 10s`,
-		Description: `Asks the daemon at --addr to compare the data of every alive member. The
+		Description: `Asks the daemon at --addr to compare the data of every member: those it
+sees, those any node it can ask knows of, and those in its saved
+membership (DATA_DIR/known-members.json), so a node that sees only itself
+cannot answer "converged" for a cluster it cannot see. The
 comparison is cheap: each node's digest (a hash per key range) is fetched,
 and only for ranges that differ are keys compared, version by version.
 
@@ -91,9 +102,12 @@ runs out, and says how long convergence took: after a heal, that is how
 long gossip and anti-entropy needed to repair the divergence.
 
 The exit status is 0 if converged, 1 if not. A node that could not be asked
-is listed and counts as not converged, and so does a member that was not
-compared because the daemon at --addr sees it failed (partitioned, paused
-or down): it may hold anything. Members that left do not count.`,
+is listed and counts as not converged, and so does a member that could not
+be compared, with the reason: "n2, n3 unreachable from n1: partitioned?"
+(the daemon at --addr does not see them alive, others do), "n3 failed"
+(no node sees it alive), "n1 failed to n2: partitioned?" (compared, but
+another node cannot reach it). It may hold anything. Members that left do
+not count.`,
 		Flags: []cli.Flag{
 			&cli.DurationFlag{Name: "wait", Usage: "ask again until converged, for up to `DURATION`, e.g. 10s"},
 			jsonFlag(),
@@ -190,9 +204,11 @@ func printCheck(c *cli.Context, r checkResult) error {
 		fmt.Fprintln(w, "diverged: 1 key differs across nodes")
 	case r.Divergent > 1:
 		fmt.Fprintf(w, "diverged: %d keys differ across nodes\n", r.Divergent)
-	case len(r.Errors)+len(r.Skipped) > 0:
-		were := fmt.Sprintf("%d nodes were", len(r.Errors)+len(r.Skipped))
-		if len(r.Errors)+len(r.Skipped) == 1 {
+	case len(r.Reasons) > 0:
+		fmt.Fprintf(w, "not converged: %s (the %d compared hold identical data)\n", strings.Join(r.Reasons, "; "), len(r.Nodes))
+	case len(r.Errors) > 0:
+		were := fmt.Sprintf("%d nodes were", len(r.Errors))
+		if len(r.Errors) == 1 {
 			were = "1 node was"
 		}
 		fmt.Fprintf(w, "not converged: %s not compared (the %d compared hold identical data)\n", were, len(r.Nodes))
@@ -228,13 +244,10 @@ func printCheck(c *cli.Context, r checkResult) error {
 	for _, n := range failed {
 		fmt.Fprintf(w, "%s: could not be asked: %s\n", n, r.Errors[n])
 	}
-	var skipped []string
-	for n := range r.Skipped {
-		skipped = append(skipped, n)
-	}
-	sort.Strings(skipped)
-	for _, n := range skipped {
-		fmt.Fprintf(w, "%s: not compared: it is %s\n", n, r.Skipped[n])
+	if r.Divergent > 0 {
+		for _, why := range r.Reasons {
+			fmt.Fprintf(w, "also: %s\n", why)
+		}
 	}
 	if r.Waited != "" {
 		fmt.Fprintf(w, "still not converged after %s\n", r.Waited)

@@ -83,14 +83,14 @@ func TestCheckFailedMember(t *testing.T) {
 	res.Nodes = []string{"n1", "n2"}
 	res.Converged = false
 	res.Skipped = map[string]string{"n3": "failed"}
+	res.Reasons = []string{"n3 failed"}
 	f.checks = []daemon.CheckResult{res}
 	r := run(t, f.addr(), "", "check")
 	if r.code != 1 {
 		t.Errorf("check with n3 failed: code %d; want 1", r.code)
 	}
 	checkLines(t, r.stdout, []string{
-		"not converged: 1 node was not compared (the 2 compared hold identical data)",
-		"n3: not compared: it is failed",
+		"not converged: n3 failed (the 2 compared hold identical data)",
 	})
 	var got checkResult
 	if err := json.Unmarshal([]byte(run(t, f.addr(), "", "check", "--json").stdout), &got); err != nil {

@@ -165,7 +165,7 @@ func runApp(tb testing.TB, app *cli.App, ctx context.Context, addr, stdin string
 	if addr != "" {
 		argv = append(argv, "--addr", addr)
 	}
-	err := app.RunContext(ctx, append(argv, args...))
+	err := Run(ctx, app, append(argv, args...))
 	r := result{stdout: stdout.String(), stderr: stderr.String(), err: err}
 	// As main.go's exitCode: a cli.ExitCoder's code, else 1.
 	if err != nil {

@@ -179,6 +179,9 @@ func commandFlag(cmd *cli.Command, name string) cli.Flag {
 // commandLine is the command as typed, from its name on: the Reason a
 // fault request carries, so `peerctl faults` shows what made each rule.
 func commandLine(c *cli.Context) string {
+	if typed, ok := c.App.Metadata[TypedCommand].(string); ok && typed != "" {
+		return typed
+	}
 	for _, p := range c.Lineage()[1:] {
 		if a := p.Args().Slice(); len(a) > 0 && a[0] == c.Command.Name {
 			return strings.Join(a, " ")

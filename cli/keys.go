@@ -10,7 +10,7 @@ import (
 type keyInfo struct {
 	Key     string `json:"key"`
 	Version string `json:"version"`
-	TS      uint64 `json:"ts"`
+	TS      uint64 `json:"ts,string"` // HLC timestamp as a string: JavaScript loses precision above 2^53
 	Origin  string `json:"origin"`
 }
 

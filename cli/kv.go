@@ -15,7 +15,7 @@ type kv struct {
 	Value       *string   `json:"value,omitempty"`
 	ValueBase64 []byte    `json:"value_base64,omitempty"` // encoding/json writes []byte as base64
 	Version     string    `json:"version"`
-	TS          uint64    `json:"ts"`
+	TS          uint64    `json:"ts,string"` // HLC timestamp as a string: JavaScript loses precision above 2^53
 	Origin      string    `json:"origin"`
 	Time        time.Time `json:"time"`
 	Deleted     bool      `json:"deleted,omitempty"` // a tombstone (only in get --all)
@@ -39,7 +39,7 @@ func toKV(e *daemon.KV) *kv {
 type writeResult struct {
 	Key     string `json:"key"`
 	Version string `json:"version"`
-	TS      uint64 `json:"ts"`
+	TS      uint64 `json:"ts,string"` // HLC timestamp as a string: JavaScript loses precision above 2^53
 	Origin  string `json:"origin"`
 	Existed *bool  `json:"existed,omitempty"` // del only: a live value was there
 }

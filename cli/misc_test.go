@@ -21,7 +21,7 @@ func TestBadArgs(t *testing.T) {
 		{[]string{"get"}, "missing arguments: usage: peerctl get KEY"},
 		{[]string{"put", "k"}, "missing arguments: usage: peerctl put KEY VALUE|-"},
 		{[]string{"get", "a", "b"}, `too many arguments ["b"]`},
-		{[]string{"put", "k", "v", "--node", "n2"}, `too many arguments ["--node" "n2"]`},
+		{[]string{"put", "k", "v", "w"}, `too many arguments ["w"]`},
 		{[]string{"del"}, "missing arguments: usage: peerctl del KEY"},
 		{[]string{"kill"}, "missing arguments: usage: peerctl kill NODE"},
 		{[]string{"leave"}, "missing arguments: usage: peerctl leave NODE"},

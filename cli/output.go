@@ -49,7 +49,7 @@ func wantArgs(c *cli.Context, min, max int) error {
 	case n < min:
 		return fmt.Errorf("missing arguments: usage: %s (see `%s --help`)", usage, c.Command.HelpName)
 	default:
-		return fmt.Errorf("too many arguments %q: usage: %s (flags go before arguments; see `%s --help`)",
+		return fmt.Errorf("too many arguments %q: usage: %s (see `%s --help`)",
 			c.Args().Slice()[max:], usage, c.Command.HelpName)
 	}
 }

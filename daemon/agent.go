@@ -55,6 +55,12 @@ type Agent struct {
 	gossip    string // advertised gossip address
 	startedAt time.Time
 
+	// Known members (known.go): loaded at start, rewritten by knownLoop.
+	knownMu    sync.Mutex
+	known      []knownMember     // guarded by knownMu
+	snapAddrs  map[string]string // serf snapshot's members at start: name -> gossip addr
+	knownDirty chan struct{}     // membership changed; knownLoop saves
+
 	eventCh chan serf.Event
 	stopCh  chan struct{}
 	wg      sync.WaitGroup
@@ -114,6 +120,7 @@ func Create(cfg *Config) (*Agent, error) {
 	}
 	a.http = newHTTPServer(a, ln)
 	a.apiAddr = advertisedAPI(ln.Addr().String(), cfg)
+	a.loadKnown()
 	if err := a.startSerf(); err != nil {
 		ln.Close()
 		a.st.Close()
@@ -129,9 +136,13 @@ func Create(cfg *Config) (*Agent, error) {
 	for _, m := range a.serf.Members() {
 		a.memberChanged(m)
 	}
-	if len(cfg.Join) > 0 {
+	if !cfg.InMemory {
 		a.wg.Add(1)
-		go a.joinLoop(cfg.Join)
+		go a.knownLoop()
+	}
+	if addrs := a.joinAddrs(); len(addrs) > 0 {
+		a.wg.Add(1)
+		go a.joinLoop(addrs)
 	}
 	a.log.Info("agent started", "gossip", a.gossip, "api", a.apiAddr, "data_dir", cfg.DataDir, "profile", cfg.Profile, "encrypted", cfg.EncryptKey != "")
 	return a, nil
@@ -341,18 +352,25 @@ func advertisedAPI(listen string, cfg *Config) string {
 	return net.JoinHostPort(h, p)
 }
 
-// joinLoop joins the given addresses, retrying with exponential backoff
-// until one join succeeds or the agent stops.
+// joinLoop joins the given addresses (--join, then the known members, then
+// serf's snapshot: see joinAddrs), retrying with exponential backoff, up to
+// 15 s apart, until a join succeeds, the node has an alive peer (serf's
+// own rejoin from its snapshot, or a peer that joined it), or the agent
+// stops. Each attempt logs one line.
 func (a *Agent) joinLoop(addrs []string) {
 	defer a.wg.Done()
 	backoff := 200 * time.Millisecond
-	for {
-		n, err := a.serf.Join(addrs, true)
-		if n > 0 {
-			a.log.Info("joined cluster", "contacted", n)
+	for attempt := 1; ; attempt++ {
+		if peers := a.alivePeers(); peers > 0 {
+			a.log.Info("joined cluster", "alive_peers", peers, "attempts", attempt-1)
 			return
 		}
-		a.log.Warn("join failed; retrying", "addrs", addrs, "in", backoff, "err", err)
+		n, err := a.serf.Join(addrs, true)
+		if n > 0 {
+			a.log.Info("joined cluster", "contacted", n, "of", len(addrs), "attempt", attempt)
+			return
+		}
+		a.log.Warn("join failed; retrying", "attempt", attempt, "addrs", len(addrs), "in", backoff, "err", oneLineErr(err))
 		select {
 		case <-time.After(backoff):
 		case <-a.stopCh:
@@ -374,6 +392,10 @@ func (a *Agent) eventLoop() {
 			for _, m := range me.Members {
 				a.log.Info("member "+me.Type.String(), "member", m.Name, "addr", net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))))
 				a.memberChanged(m)
+			}
+			select {
+			case a.knownDirty <- struct{}{}:
+			default: // a save is already pending
 			}
 		case <-a.stopCh:
 			return

@@ -50,9 +50,9 @@ type KV struct {
 	Key     string    `json:"key"`
 	Value   []byte    `json:"value"` // base64 in JSON
 	Version string    `json:"version"`
-	TS      uint64    `json:"ts"`     // hybrid logical clock timestamp
-	Origin  string    `json:"origin"` // node that wrote it
-	Time    time.Time `json:"time"`   // wall-clock part of TS
+	TS      uint64    `json:"ts,string"` // hybrid logical clock timestamp; a JSON string: JavaScript numbers lose precision above 2^53
+	Origin  string    `json:"origin"`    // node that wrote it
+	Time    time.Time `json:"time"`      // wall-clock part of TS
 	Deleted bool      `json:"deleted,omitempty"`
 }
 
@@ -68,7 +68,7 @@ type NodeKV struct {
 type WriteResult struct {
 	Key     string `json:"key"`
 	Version string `json:"version"`
-	TS      uint64 `json:"ts"`
+	TS      uint64 `json:"ts,string"` // HLC timestamp, a JSON string (see KV.TS)
 	Origin  string `json:"origin"`
 	Existed bool   `json:"existed,omitempty"` // for delete: a live value was there
 }
@@ -77,7 +77,7 @@ type WriteResult struct {
 type KeyInfo struct {
 	Key     string `json:"key"`
 	Version string `json:"version"`
-	TS      uint64 `json:"ts"`
+	TS      uint64 `json:"ts,string"` // HLC timestamp, a JSON string (see KV.TS)
 	Origin  string `json:"origin"`
 }
 

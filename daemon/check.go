@@ -1,14 +1,23 @@
 package daemon
 
-// Convergence check: GET /v1/check asks every alive member for its digest
-// (GET /v1/digest) and, where digests differ, for the summaries of the
-// differing buckets (GET /v1/summaries?b=...), and reports the keys on which
-// nodes disagree. It reads through the members' APIs, outside the fault
-// layer, so it works while faults are active.
+// Convergence check: GET /v1/check asks every member for its digest (GET
+// /v1/digest) and, where digests differ, for the summaries of the differing
+// buckets (GET /v1/summaries?b=...), and reports the keys on which nodes
+// disagree. It reads through the members' APIs, outside the fault layer, so
+// it works while faults are active.
+//
+// Which members: every member that this node, any member it can ask, or
+// its saved membership (known.go) knows of, found transitively through the
+// members' APIs (walkMembers, which the fault commands use too). A node
+// that restarted behind a partition sees only itself; it must not answer
+// "converged" for a cluster it cannot see. A member that left does not
+// count. A member is compared only if this node sees it alive; one that it
+// sees failed or does not know, or that another node sees failed, makes the
+// answer "not converged", with the reason (Reasons): "n2, n3 unreachable
+// from n1: partitioned?", "n3 failed", "n1 failed to n2: partitioned?".
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,17 +26,20 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/hashicorp/serf/serf"
+
 	"github.com/peerctl/peerctl/store"
 )
 
 // CheckResult is the outcome of a convergence check.
 type CheckResult struct {
 	Converged bool              `json:"converged"`
-	Nodes     []string          `json:"nodes"`             // alive nodes compared
+	Nodes     []string          `json:"nodes"`             // nodes compared
 	Digests   map[string]string `json:"digests"`           // node -> digest hash
 	Keys      map[string]int    `json:"keys"`              // node -> live keys
 	Errors    map[string]string `json:"errors,omitempty"`  // nodes that could not be asked
-	Skipped   map[string]string `json:"skipped,omitempty"` // members not compared (failed, ...) -> status
+	Skipped   map[string]string `json:"skipped,omitempty"` // members not compared -> why ("failed", "unreachable from n1: partitioned?")
+	Reasons   []string          `json:"reasons,omitempty"` // why not converged, beyond divergent keys and errors
 	Divergent int               `json:"divergent"`         // keys not identical everywhere
 	Sample    []Divergence      `json:"sample,omitempty"`  // up to 20 of them
 	Buckets   int               `json:"buckets,omitempty"` // digest buckets that differ
@@ -40,6 +52,10 @@ type Divergence struct {
 }
 
 const checkSample = 20
+
+// digestHex is the hex form of a digest's hash that /v1/info and /v1/check
+// both print: the 64-bit sum, big-endian, 16 hex digits.
+func digestHex(d *store.Digest) string { return fmt.Sprintf("%016x", d.Sum()) }
 
 func (s *httpServer) digest(w http.ResponseWriter, r *http.Request) {
 	d := s.a.st.Digest()
@@ -86,22 +102,7 @@ func (s *httpServer) getRaw(ctx context.Context, api, path string) ([]byte, erro
 
 func (s *httpServer) check(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	var alive []Member
-	skipped := map[string]string{}
-	for _, m := range s.a.Members() {
-		switch m.Status {
-		case "alive", "suspect":
-			if m.Name == s.a.cfg.Name {
-				m.API = s.ln.Addr().String()
-			}
-			alive = append(alive, m)
-		case "left", "leaving":
-		default:
-			// A failed member (down, or across a partition) may hold
-			// anything: not converged until it is back and compared.
-			skipped[m.Name] = m.Status
-		}
-	}
+	alive, skipped, reasons := s.checkMembers(ctx)
 	sort.Slice(alive, func(i, j int) bool { return alive[i].Name < alive[j].Name })
 	res := CheckResult{Digests: map[string]string{}, Keys: map[string]int{}, Errors: map[string]string{}}
 	digests := map[string]*store.Digest{}
@@ -127,8 +128,7 @@ func (s *httpServer) check(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			digests[m.Name] = d
-			sum := d.Sum()
-			res.Digests[m.Name] = hex.EncodeToString([]byte{byte(sum >> 56), byte(sum >> 48), byte(sum >> 40), byte(sum >> 32), byte(sum >> 24), byte(sum >> 16), byte(sum >> 8), byte(sum)})
+			res.Digests[m.Name] = digestHex(d)
 			res.Keys[m.Name] = info.Store.Keys
 		}(m)
 	}
@@ -148,10 +148,11 @@ func (s *httpServer) check(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	res.Buckets = len(diff)
-	res.Converged = len(diff) == 0 && len(res.Errors) == 0 && len(skipped) == 0
+	res.Converged = len(diff) == 0 && len(res.Errors) == 0 && len(reasons) == 0
 	if len(skipped) > 0 {
 		res.Skipped = skipped
 	}
+	res.Reasons = reasons
 	if len(diff) > 0 {
 		var bs []string
 		for b := range diff {
@@ -221,4 +222,191 @@ func (s *httpServer) check(w http.ResponseWriter, r *http.Request) {
 		res.Errors = nil
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// Member statuses as strings, as Member.Status carries them.
+var (
+	statusAlive   = serf.StatusAlive.String()
+	statusFailed  = serf.StatusFailed.String()
+	statusLeft    = serf.StatusLeft.String()
+	statusLeaving = serf.StatusLeaving.String()
+)
+
+func isUp(status string) bool { return status == statusAlive || status == "suspect" }
+
+func isGone(status string) bool { return status == statusLeft || status == statusLeaving }
+
+// checkMembers decides which members check compares: those this node sees
+// alive (with their API addresses, this node's own listener for itself),
+// and for the others why they cannot be: skipped maps each to its reason,
+// and reasons summarises, one line per reason, every member that makes
+// the cluster not converged (including compared members another node sees
+// failed).
+func (s *httpServer) checkMembers(ctx context.Context) (alive []Member, skipped map[string]string, reasons []string) {
+	self := s.a.cfg.Name
+	seeds := s.a.reachable()
+	local := map[string]string{}
+	for _, m := range s.a.Members() {
+		local[m.Name] = m.Status
+	}
+	have := map[string]bool{}
+	for _, m := range seeds {
+		have[m.Name] = true
+	}
+	for _, k := range s.a.knownMembers() {
+		if have[k.Name] || k.API == "" || isGone(local[k.Name]) {
+			continue
+		}
+		have[k.Name] = true
+		seeds = append(seeds, Member{Name: k.Name, Addr: k.Addr, API: k.API})
+	}
+	mv := s.walkMembers(ctx, seeds)
+
+	// status[N][V]: member N's status as node V sees it.
+	status := map[string]map[string]string{}
+	for viewer, ms := range mv.views {
+		for _, m := range ms {
+			if status[m.Name] == nil {
+				status[m.Name] = map[string]string{}
+			}
+			status[m.Name][viewer] = m.Status
+		}
+	}
+	for name := range have {
+		if status[name] == nil {
+			status[name] = map[string]string{}
+		}
+	}
+	names := make([]string, 0, len(status))
+	for n := range status {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+
+	skipped = map[string]string{}
+	groups := map[string][]string{} // reason -> members
+	var order []string
+	group := func(reason, name string) {
+		if groups[reason] == nil {
+			order = append(order, reason)
+		}
+		groups[reason] = append(groups[reason], name)
+	}
+	for _, n := range names {
+		var upTo, failedTo []string // other nodes that see n alive, failed
+		left := false
+		for v, st := range status[n] {
+			switch {
+			case v == n:
+			case isUp(st):
+				upTo = append(upTo, v)
+			case st == statusFailed:
+				failedTo = append(failedTo, v)
+			case isGone(st):
+				left = true
+			}
+		}
+		sort.Strings(upTo)
+		sort.Strings(failedTo)
+		if left && len(upTo) == 0 {
+			continue // it left: it does not count
+		}
+		_, answered := mv.views[n] // its own API answered
+		if n != self && !isUp(status[n][self]) {
+			switch {
+			case len(upTo) > 0 || answered:
+				skipped[n] = "unreachable from " + self + ": partitioned?"
+			case len(failedTo) > 0:
+				skipped[n] = statusFailed
+			default:
+				skipped[n] = "unreachable from " + self + ": down?" // its API does not answer, no node that does knows it
+			}
+			group(skipped[n], n)
+			continue
+		}
+		if n == self {
+			alive = append(alive, Member{Name: self, API: s.ln.Addr().String(), Status: statusAlive})
+		} else {
+			for _, m := range mv.views[self] {
+				if m.Name == n {
+					alive = append(alive, m)
+				}
+			}
+		}
+		var others []string
+		for _, v := range failedTo {
+			if v != self {
+				others = append(others, v)
+			}
+		}
+		if len(others) > 0 {
+			group("failed to "+strings.Join(others, ", ")+": partitioned?", n)
+		}
+	}
+	for _, reason := range order {
+		ns := groups[reason]
+		if reason == statusFailed {
+			reasons = append(reasons, strings.Join(ns, ", ")+" failed")
+			continue
+		}
+		reasons = append(reasons, strings.Join(ns, ", ")+" "+reason)
+	}
+	return alive, skipped, reasons
+}
+
+// memberViews is what walkMembers learned.
+type memberViews struct {
+	known map[string]Member   // every member not left, with an API address: its first record
+	views map[string][]Member // node -> the members as it sees them (this node's own included)
+}
+
+// walkMembers asks seeds, and the members they know of, transitively, for
+// their members (GET /v1/members, through the members' APIs, which stay
+// outside the fault layer). This node answers from its own view. It asks
+// at most maxWalk nodes in at most 3 rounds, in parallel within a round;
+// a node that does not answer is left out of views.
+func (s *httpServer) walkMembers(ctx context.Context, seeds []Member) memberViews {
+	const maxWalk = 1024
+	self := s.a.cfg.Name
+	mv := memberViews{known: map[string]Member{}, views: map[string][]Member{self: s.a.Members()}}
+	var frontier []Member
+	for _, m := range seeds {
+		if _, ok := mv.known[m.Name]; ok || isGone(m.Status) || m.API == "" {
+			continue
+		}
+		mv.known[m.Name] = m
+		frontier = append(frontier, m)
+	}
+	asked := 0
+	for round := 0; round < 3 && len(frontier) > 0; round++ {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		var next []Member
+		for _, m := range frontier {
+			if m.Name == self || asked >= maxWalk {
+				continue
+			}
+			asked++
+			wg.Add(1)
+			go func(m Member) {
+				defer wg.Done()
+				var ms []Member
+				if err := s.callNode(ctx, m, "GET", "/v1/members", nil, &ms); err != nil {
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				mv.views[m.Name] = ms
+				for _, o := range ms {
+					if _, ok := mv.known[o.Name]; !ok && !isGone(o.Status) && o.API != "" {
+						mv.known[o.Name] = o
+						next = append(next, o)
+					}
+				}
+			}(m)
+		}
+		wg.Wait()
+		frontier = next
+	}
+	return mv
 }

@@ -12,8 +12,10 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// Version is the peerctl version, advertised in serf tags.
-var Version = "0.1.0"
+// Version is the peerctl version, advertised in serf tags. Set it at link
+// time with -ldflags "-X github.com/peerctl/peerctl/daemon.Version=v1.2.3";
+// otherwise it comes from the build info (version.go).
+var Version string
 
 // Config configures an Agent. Start from DefaultConfig and Validate.
 type Config struct {

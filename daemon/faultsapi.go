@@ -279,46 +279,9 @@ func (a *Agent) reachable() []Member {
 // nodes that hold fault rules must all be reached, or a heal would leave
 // rules in place.
 func (s *httpServer) discover(ctx context.Context) []Member {
-	known := map[string]Member{}
-	var frontier []Member
-	for _, m := range append(s.a.reachable(), s.a.faultPeers()...) {
-		if _, ok := known[m.Name]; !ok {
-			known[m.Name] = m
-			frontier = append(frontier, m)
-		}
-	}
-	for round := 0; round < 3 && len(frontier) > 0; round++ {
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		var next []Member
-		for _, m := range frontier {
-			if m.Name == s.a.cfg.Name {
-				continue
-			}
-			wg.Add(1)
-			go func(m Member) {
-				defer wg.Done()
-				var ms []Member
-				ctx, cancel := context.WithTimeout(ctx, faultSyncTimeout)
-				defer cancel()
-				if err := s.callNode(ctx, m, "GET", "/v1/members", nil, &ms); err != nil {
-					return
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				for _, o := range ms {
-					if _, ok := known[o.Name]; !ok && o.Status != serf.StatusLeft.String() && o.API != "" {
-						known[o.Name] = o
-						next = append(next, o)
-					}
-				}
-			}(m)
-		}
-		wg.Wait()
-		frontier = next
-	}
-	out := make([]Member, 0, len(known))
-	for _, m := range known {
+	mv := s.walkMembers(ctx, append(s.a.reachable(), s.a.faultPeers()...))
+	out := make([]Member, 0, len(mv.known))
+	for _, m := range mv.known {
 		out = append(out, m)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

@@ -387,40 +387,6 @@ func saveFaults(dir string, t FaultTable) error {
 	return nil
 }
 
-// writeFileAtomic replaces dir/name with data: a temporary file, fsync,
-// rename over the old one, fsync of the directory. A crash leaves the old
-// file or the new one, never a mix.
-func writeFileAtomic(dir, name string, data []byte) error {
-	tmp, err := os.CreateTemp(dir, name+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename: a no-op
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
-}
-
 // errBadFaultFile wraps a fault table file that exists but cannot be read.
 var errBadFaultFile = errors.New("damaged fault table")
 

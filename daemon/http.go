@@ -3,7 +3,6 @@ package daemon
 import (
 	"bufio"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -184,6 +184,21 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc.Encode(v)
 }
 
+// writeJSONComplete is writeJSON with a Content-Length, flushed: the whole
+// response is on the wire when it returns, before a kill or an exit that
+// follows could cut a chunked body short (the client saw "unexpected EOF").
+func writeJSONComplete(w http.ResponseWriter, code int, v any) {
+	b, _ := json.MarshalIndent(v, "", "  ")
+	b = append(b, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(code)
+	w.Write(b)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
 func writeError(w http.ResponseWriter, code int, err error) {
 	writeJSON(w, code, apiError{Error: err.Error()})
 }
@@ -225,11 +240,6 @@ func (a *Agent) Info() Info {
 	st := a.st.Stats()
 	d := a.st.Digest()
 	r := a.repl
-	var sum [8]byte
-	v := d.Sum()
-	for i := range sum {
-		sum[i] = byte(v >> (8 * i))
-	}
 	rs := ReplicationStats{
 		MsgsSent: a.counters.msgsSent.Load(), MsgsReceived: a.counters.msgsRecv.Load(),
 		BytesSent: a.counters.bytesSent.Load(), BytesReceived: a.counters.bytesRecv.Load(),
@@ -249,7 +259,7 @@ func (a *Agent) Info() Info {
 		Uptime:  time.Since(a.startedAt).Round(time.Second).String(),
 		Members: counts,
 		Store: StoreStats{Keys: st.Keys, Tombstones: st.Tombstones, DiskBytes: st.DiskBytes,
-			Digest: hex.EncodeToString(sum[:]), Quarantined: a.be.QuarantinedCount()},
+			Digest: digestHex(&d), Quarantined: a.be.QuarantinedCount()},
 		Replication: rs,
 	}
 }
@@ -371,18 +381,12 @@ func (s *httpServer) list(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *httpServer) kill(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusAccepted, map[string]string{"killed": s.a.cfg.Name})
-	if f, ok := w.(http.Flusher); ok {
-		f.Flush()
-	}
+	writeJSONComplete(w, http.StatusAccepted, map[string]string{"killed": s.a.cfg.Name})
 	go s.a.kill()
 }
 
 func (s *httpServer) leave(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusAccepted, map[string]string{"leaving": s.a.cfg.Name})
-	if f, ok := w.(http.Flusher); ok {
-		f.Flush()
-	}
+	writeJSONComplete(w, http.StatusAccepted, map[string]string{"leaving": s.a.cfg.Name})
 	go s.a.leaveAndExit()
 }
 
