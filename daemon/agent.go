@@ -100,6 +100,9 @@ func Create(cfg *Config) (*Agent, error) {
 		ln.Close()
 		return nil, err
 	}
+	// The members this node has known: whom to ask for the fault table
+	// now, and whom to join once serf runs.
+	a.loadKnown()
 	// The faults in force apply before anything is sent: a node restarted
 	// behind a partition must not slip through while it starts.
 	if err := a.openFaults(); err != nil {
@@ -120,7 +123,6 @@ func Create(cfg *Config) (*Agent, error) {
 	}
 	a.http = newHTTPServer(a, ln)
 	a.apiAddr = advertisedAPI(ln.Addr().String(), cfg)
-	a.loadKnown()
 	if err := a.startSerf(); err != nil {
 		ln.Close()
 		a.st.Close()
@@ -409,7 +411,6 @@ func (a *Agent) memberChanged(m serf.Member) {
 		return
 	}
 	a.addrNames.Store(net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))), m.Name)
-	a.kickBook() // faultsync.go: remember the member for the fault table
 	api := m.Tags[tagAPI]
 	if m.Status == serf.StatusAlive && api != "" {
 		a.repl.setPeer(m.Name, api)

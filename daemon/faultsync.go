@@ -40,19 +40,12 @@ const (
 type faultState struct {
 	dir string // data dir; "" keeps the table in memory
 
-	hc   *http.Client  // table exchanges; the API server may not run yet
-	kick chan struct{} // membership changed: save the book soon
+	hc *http.Client // table exchanges; the API server may not run yet
 
-	mu      sync.Mutex // guards table, applied, book; held across save and apply
+	mu      sync.Mutex // guards table, applied; held across save and apply
 	table   FaultTable
-	applied map[string]bool     // IDs of the records whose rules are set in Faults
-	book    map[string]Endpoint // members known, for the exchange at start
+	applied map[string]bool // IDs of the records whose rules are set in Faults
 }
-
-// faultBookFile holds the members a node has known (name, gossip and API
-// addresses), so that a restarted node can ask them for the fault table
-// before it starts gossiping.
-const faultBookFile = "fault-peers.json"
 
 // openFaults loads the saved table and applies this node's rules. Create
 // calls it before serf, memberlist or replication can send anything, so a
@@ -60,11 +53,10 @@ const faultBookFile = "fault-peers.json"
 // damaged file is moved aside: the node then learns the table from its
 // peers within one exchange.
 func (a *Agent) openFaults() error {
-	fs := &faultState{applied: map[string]bool{}, table: FaultTable{}, book: map[string]Endpoint{},
-		hc: &http.Client{Timeout: faultSyncTimeout}, kick: make(chan struct{}, 1)}
+	fs := &faultState{applied: map[string]bool{}, table: FaultTable{},
+		hc: &http.Client{Timeout: faultSyncTimeout}}
 	if !a.cfg.InMemory {
 		fs.dir = a.cfg.DataDir
-		fs.book = loadBook(fs.dir, a.log)
 		t, err := loadFaults(fs.dir)
 		switch {
 		case errors.Is(err, errBadFaultFile):
@@ -106,73 +98,6 @@ func (a *Agent) startupExchange() {
 		}
 	}
 	a.log.Info("fault table at start", "asked", len(peers), "answered", answered, "in_force", len(a.faultTable().live(time.Now())))
-}
-
-// kickBook tells the sync loop that membership changed. It never blocks.
-func (a *Agent) kickBook() {
-	select {
-	case a.fstate.kick <- struct{}{}:
-	default:
-	}
-}
-
-// saveBook records the members serf knows (but those that left) in the
-// book, and saves it if it changed.
-func (a *Agent) saveBook() {
-	fs := a.fstate
-	ms := a.Members()
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	changed := false
-	for _, m := range ms {
-		switch {
-		case m.Name == a.cfg.Name:
-		case m.Status == serf.StatusLeft.String():
-			if _, ok := fs.book[m.Name]; ok {
-				delete(fs.book, m.Name)
-				changed = true
-			}
-		case m.API != "" && len(fs.book) < maxFaultMembers:
-			ep := Endpoint{Name: m.Name, Gossip: m.Addr, API: m.API}
-			if fs.book[m.Name] != ep {
-				fs.book[m.Name] = ep
-				changed = true
-			}
-		}
-	}
-	if !changed || fs.dir == "" {
-		return
-	}
-	eps := make([]Endpoint, 0, len(fs.book))
-	for _, ep := range fs.book {
-		eps = append(eps, ep)
-	}
-	sort.Slice(eps, func(i, j int) bool { return eps[i].Name < eps[j].Name })
-	data, _ := json.Marshal(eps)
-	if err := writeFileAtomic(fs.dir, faultBookFile, data); err != nil {
-		a.log.Warn("save known members for the fault table", "err", err)
-	}
-}
-
-// loadBook reads the book saved in dir; a missing or damaged one is empty
-// (the book only speeds up the first exchange).
-func loadBook(dir string, log interface{ Warn(string, ...any) }) map[string]Endpoint {
-	out := map[string]Endpoint{}
-	data, err := os.ReadFile(filepath.Join(dir, faultBookFile))
-	if err != nil {
-		return out
-	}
-	var eps []Endpoint
-	if len(data) > maxFaultBody || json.Unmarshal(data, &eps) != nil {
-		log.Warn("ignoring damaged known-members file", "file", filepath.Join(dir, faultBookFile))
-		return out
-	}
-	for _, ep := range eps {
-		if ep.Name != "" && ep.API != "" && len(out) < maxFaultMembers {
-			out[ep.Name] = ep
-		}
-	}
-	return out
 }
 
 // applyFaultsLocked sets this node's rules from the table at now and
@@ -287,10 +212,6 @@ func (a *Agent) faultSyncLoop() {
 		t := time.NewTimer(faultSyncInterval + time.Duration(rng.Int64N(int64(faultSyncJitter))))
 		select {
 		case <-t.C:
-		case <-a.fstate.kick:
-			t.Stop()
-			a.saveBook()
-			continue
 		case <-a.stopCh:
 			t.Stop()
 			return
@@ -347,12 +268,12 @@ func (a *Agent) faultPeers() []Member {
 	}
 	a.fstate.mu.Lock()
 	eps := a.fstate.table.endpoints()
-	for name, ep := range a.fstate.book {
-		if _, ok := eps[name]; !ok {
-			eps[name] = ep
+	a.fstate.mu.Unlock()
+	for _, k := range a.knownMembers() { // known.go: saved in the data dir
+		if _, ok := eps[k.Name]; !ok {
+			eps[k.Name] = Endpoint{Name: k.Name, Gossip: k.Addr, API: k.API}
 		}
 	}
-	a.fstate.mu.Unlock()
 	for name, ep := range eps {
 		if _, ok := byName[name]; !ok && name != a.cfg.Name && ep.API != "" {
 			byName[name] = Member{Name: name, Addr: ep.Gossip, API: ep.API, Status: "unknown"}
