@@ -16,7 +16,7 @@ import (
 //	record  = ts:u64le node:string flags:u8 value:bytes
 //	string  = len:uvarint data
 //	batch   = 0x01 count:uvarint entry*
-//	sums    = 0x02 count:uvarint (key:string ts:u64le node:string flags:u8)*
+//	sums    = 0x02 count:uvarint (key:string ts:u64le node:string flags:u8 vhash:u64le)*
 //	digest  = 0x03 u64le * NumBuckets
 //	ints    = 0x04 count:uvarint uvarint*
 //	strings = 0x05 count:uvarint string*
@@ -83,6 +83,7 @@ func EncodeSummaries(ss []Summary) []byte {
 	for _, s := range ss {
 		b = appendString(b, s.Key)
 		b = appendVersion(b, s.Version, s.Deleted)
+		b = binary.LittleEndian.AppendUint64(b, s.ValueHash)
 	}
 	return b
 }
@@ -300,12 +301,13 @@ func DecodeBatch(b []byte) ([]Entry, error) {
 func DecodeSummaries(b []byte) ([]Summary, error) {
 	d := decoder{b: b}
 	d.tag(tagSums, "summaries")
-	n := d.count("summaries count", 11)
+	n := d.count("summaries count", 19)
 	out := make([]Summary, 0, n)
 	for i := 0; i < n && d.err == nil; i++ {
 		var s Summary
 		s.Key = d.str("summary key", MaxKeyLen)
 		s.Version, s.Deleted = d.version("summary version")
+		s.ValueHash = d.u64("summary value hash")
 		out = append(out, s)
 	}
 	if err := d.end("summaries"); err != nil {
