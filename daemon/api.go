@@ -97,6 +97,11 @@ type StoreStats struct {
 	Tombstones int    `json:"tombstones"`
 	DiskBytes  int64  `json:"disk_bytes"`
 	Digest     string `json:"digest"` // hex hash of the whole digest: equal on converged nodes
+	// Corrupt counts entries replaced by a peer's copy of the same version
+	// with other bytes (store.Stats.Corrupt); Quarantined, stored records
+	// set aside since start because they were damaged or too far ahead.
+	Corrupt     uint64 `json:"corrupt"`
+	Quarantined int    `json:"quarantined"`
 }
 
 // ReplicationStats counts replication traffic and progress.

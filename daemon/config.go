@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/peerctl/peerctl/store"
 )
 
 // Version is the peerctl version, advertised in serf tags.
@@ -36,6 +38,9 @@ type Config struct {
 	PushWindow        time.Duration // how long a push waits to batch more writes
 	TombstoneTTL      time.Duration // tombstones are purged after this
 	ReconnectInterval time.Duration // serf retries failed members this often
+	// MaxClockSkew: entries from peers with versions further ahead of this
+	// node's wall clock are refused (store.Config.MaxClockSkew).
+	MaxClockSkew time.Duration
 
 	Logger *slog.Logger
 
@@ -69,6 +74,7 @@ func DefaultConfig() *Config {
 		PushWindow:        2 * time.Millisecond,
 		TombstoneTTL:      24 * time.Hour,
 		ReconnectInterval: 3 * time.Second,
+		MaxClockSkew:      store.DefaultMaxClockSkew,
 		Logger:            slog.Default(),
 	}
 }
@@ -108,6 +114,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SyncInterval <= 0 || c.ReconnectInterval <= 0 {
 		return fmt.Errorf("sync and reconnect intervals must be positive")
+	}
+	if c.MaxClockSkew <= 0 || c.MaxClockSkew > 24*time.Hour {
+		return fmt.Errorf("--max-clock-skew %v: want more than 0 and at most 24h (default %v)", c.MaxClockSkew, store.DefaultMaxClockSkew)
 	}
 	return nil
 }

@@ -221,7 +221,7 @@ func (a *Agent) Info() Info {
 		Uptime:  time.Since(a.startedAt).Round(time.Second).String(),
 		Members: counts,
 		Store: StoreStats{Keys: st.Keys, Tombstones: st.Tombstones, DiskBytes: st.DiskBytes,
-			Digest: hex.EncodeToString(sum[:])},
+			Digest: hex.EncodeToString(sum[:]), Corrupt: st.Corrupt, Quarantined: st.Quarantined},
 		Replication: rs,
 	}
 }
@@ -409,7 +409,7 @@ func (s *httpServer) internal(w http.ResponseWriter, r *http.Request) {
 	reply, err := s.a.repl.handle(r.PathValue("kind"), body)
 	if err != nil {
 		code := http.StatusInternalServerError
-		if errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrInvalidKey) || errors.Is(err, store.ErrValueTooLarge) {
+		if errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrInvalidKey) || errors.Is(err, store.ErrValueTooLarge) || errors.Is(err, store.ErrClockSkew) {
 			code = http.StatusBadRequest
 		}
 		s.a.log.Warn("rejected replication message", "kind", r.PathValue("kind"), "from", r.RemoteAddr, "err", err)

@@ -407,7 +407,7 @@ func (r *replicator) syncWith(p *peer) (more bool, err error) {
 		applied, err := r.st.Merge(entries)
 		r.repaired.Add(uint64(len(applied)))
 		r.noteApplied(applied)
-		if err != nil && !errors.Is(err, store.ErrCorrupt) && !errors.Is(err, store.ErrInvalidKey) && !errors.Is(err, store.ErrValueTooLarge) {
+		if err != nil && !errors.Is(err, store.ErrCorrupt) && !errors.Is(err, store.ErrInvalidKey) && !errors.Is(err, store.ErrValueTooLarge) && !errors.Is(err, store.ErrClockSkew) {
 			return false, err
 		}
 	}
@@ -447,7 +447,7 @@ func (r *replicator) handleOneWay(kind string, body []byte) ([]byte, error) {
 	r.c.received(kind, len(body))
 	reply, err := r.serve(kind, body)
 	if err != nil {
-		if errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrInvalidKey) || errors.Is(err, store.ErrValueTooLarge) {
+		if errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrInvalidKey) || errors.Is(err, store.ErrValueTooLarge) || errors.Is(err, store.ErrClockSkew) {
 			r.malformed.Add(1)
 		}
 		return nil, err

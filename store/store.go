@@ -107,7 +107,7 @@ type Store struct {
 
 // Open builds the index from the backend's entries and returns a Store.
 // A stored record that fails validation, or whose version is more than
-// MaxClockSkew ahead of Now, is set aside rather than failing the start:
+// twice MaxClockSkew ahead of Now, is set aside rather than failing the start:
 // it is moved out of the live keyspace if the backend is a Quarantiner,
 // never indexed or witnessed, and listed by Quarantined. The key is then
 // missing from this node's digest, so anti-entropy fetches a good copy
@@ -121,6 +121,11 @@ type Store struct {
 // only be that far ahead if the wall clock stepped back by more than
 // MaxClockSkew since, the case the skew bound already trades away: its
 // bytes are kept, and peers deliver it again once it is no longer ahead.
+// The bound on load is twice the one Merge applies: this node's own writes
+// may run a little past MaxClockSkew (after witnessing an entry at the
+// limit, the logical counter carries into later milliseconds), and a
+// restart just after a small step back of the wall clock must not set
+// aside writes this node acknowledged.
 func Open(b Backend, cfg Config) (*Store, error) {
 	if cfg.Node == "" || len(cfg.Node) > MaxNodeLen {
 		return nil, fmt.Errorf("store: node name must be 1..%d bytes", MaxNodeLen)
@@ -145,15 +150,19 @@ func Open(b Backend, cfg Config) (*Store, error) {
 		b:     b,
 	}
 	nowMs := s.now().UnixMilli()
+	loadLimit := time.Duration(math.MaxInt64)
+	if s.skew <= loadLimit/2 {
+		loadLimit = 2 * s.skew
+	}
 	var bad []QuarantinedRecord
 	err := b.Load(func(e Entry) error {
 		if err := e.Validate(); err != nil {
 			bad = append(bad, QuarantinedRecord{Key: e.Key, Reason: fmt.Errorf("stored entry %q: %w", e.Key, corrupt(err))})
 			return nil
 		}
-		if ahead, ok := s.tooFarAhead(e.Version.TS, nowMs); ok {
+		if ahead, ok := tooFarAhead(e.Version.TS, nowMs, loadLimit); ok {
 			bad = append(bad, QuarantinedRecord{Key: e.Key, Reason: &SkewError{
-				Count: 1, Key: e.Key, Version: e.Version, Ahead: ahead, Limit: s.skew}})
+				Count: 1, Key: e.Key, Version: e.Version, Ahead: ahead, Limit: loadLimit}})
 			return nil
 		}
 		s.idx.set(s.intern(e.Summary()))
@@ -182,21 +191,35 @@ type SkewError struct {
 }
 
 func (e *SkewError) Error() string {
-	what := fmt.Sprintf("entry %q", e.Key)
+	what := "entry"
 	if e.Count > 1 {
-		what = fmt.Sprintf("%d entries, the first %q,", e.Count, e.Key)
+		what = fmt.Sprintf("%d entries, the first", e.Count)
 	}
-	return fmt.Sprintf("%v: refused %s at version %v, %v ahead of the wall clock (limit %v)", ErrClockSkew, what, e.Version, e.Ahead, e.Limit)
+	return fmt.Sprintf("%v: %s %q at version %v is %s ahead (limit %v)", ErrClockSkew, what, e.Key, e.Version, aheadString(e.Ahead), e.Limit)
+}
+
+// aheadString prints a skew readably: long ones in days or years.
+func aheadString(d time.Duration) string {
+	const day = 24 * time.Hour
+	switch {
+	case d == time.Duration(math.MaxInt64):
+		return "more than 292 years"
+	case d >= 2*365*day:
+		return fmt.Sprintf("%d years", d/(365*day))
+	case d >= 2*day:
+		return fmt.Sprintf("%d days", d/day)
+	}
+	return d.Round(time.Millisecond).String()
 }
 
 // Unwrap makes errors.Is(err, ErrClockSkew) true.
 func (e *SkewError) Unwrap() error { return ErrClockSkew }
 
-// tooFarAhead reports whether ts is more than the allowed skew ahead of the
-// wall clock reading nowMs, and by how much it is ahead.
-func (s *Store) tooFarAhead(ts Timestamp, nowMs int64) (time.Duration, bool) {
-	ms := ts.WallMillis() - nowMs // both within ±2^47: no overflow
-	if ms <= s.skew.Milliseconds() {
+// tooFarAhead reports whether ts is more than limit ahead of the wall clock
+// reading nowMs, and by how much it is ahead.
+func tooFarAhead(ts Timestamp, nowMs int64, limit time.Duration) (time.Duration, bool) {
+	ms := ts.WallMillis() - nowMs // both well within ±2^62: no overflow
+	if ms <= limit.Milliseconds() {
 		return 0, false
 	}
 	if ms > math.MaxInt64/int64(time.Millisecond) {
@@ -381,7 +404,7 @@ func (s *Store) Merge(entries []Entry) ([]Entry, error) {
 			}
 			continue
 		}
-		if ahead, ok := s.tooFarAhead(e.Version.TS, nowMs); ok {
+		if ahead, ok := tooFarAhead(e.Version.TS, nowMs, s.skew); ok {
 			if skew == nil {
 				skew = &SkewError{Key: e.Key, Version: e.Version, Ahead: ahead, Limit: s.skew}
 			}
