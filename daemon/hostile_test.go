@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,4 +174,17 @@ func TestFutureRecordOnDiskIsSetAsideAndRepaired(t *testing.T) {
 		}
 		return converged(nodes)
 	})
+}
+
+func TestMaxClockSkewValidated(t *testing.T) {
+	for _, d := range []time.Duration{-time.Second, 0, 25 * time.Hour} {
+		cfg := testConfig(t, "n", t.TempDir())
+		cfg.MaxClockSkew = d
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--max-clock-skew") {
+			t.Errorf("Validate with MaxClockSkew %v = %v; want an error naming --max-clock-skew", d, err)
+		}
+	}
+	if got := DefaultConfig().MaxClockSkew; got != time.Minute {
+		t.Errorf("default MaxClockSkew = %v; want 1m", got)
+	}
 }
