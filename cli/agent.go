@@ -94,6 +94,8 @@ PEERCTL_<FLAG>, e.g. PEERCTL_DATA_DIR.`,
 				Usage: "purge deletion tombstones after `DURATION`; a node away longer may bring deleted keys back"},
 			&cli.DurationFlag{Name: "sync-interval", EnvVars: env("sync-interval"), Value: def.SyncInterval,
 				Usage: "run anti-entropy with a random peer every `DURATION`"},
+			&cli.DurationFlag{Name: "max-clock-skew", EnvVars: env("max-clock-skew"), Value: def.MaxClockSkew,
+				Usage: "refuse peers' writes versioned more than `DURATION` ahead of this node's clock; a node whose clock is further behind refuses writes until it catches up"},
 			&cli.DurationFlag{Name: "push-window", EnvVars: env("push-window"), Value: def.PushWindow,
 				Usage: "wait up to `DURATION` to batch writes into one push per peer"},
 			&cli.Uint64Flag{Name: "fault-seed", EnvVars: env("fault-seed"),
@@ -146,6 +148,7 @@ func runAgent(c *cli.Context, create createFunc) error {
 	cfg.TombstoneTTL = c.Duration("tombstone-ttl")
 	cfg.SyncInterval = c.Duration("sync-interval")
 	cfg.PushWindow = c.Duration("push-window")
+	cfg.MaxClockSkew = c.Duration("max-clock-skew")
 	cfg.FaultSeed = c.Uint64("fault-seed")
 	cfg.TraceArrivals = c.Bool("trace-arrivals")
 	cfg.Pprof = c.Bool("pprof")

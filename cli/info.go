@@ -36,8 +36,10 @@ type storeInfo struct {
 	Tombstones int    `json:"tombstones"`
 	DiskBytes  int64  `json:"disk_bytes"`
 	Digest     string `json:"digest"`
-	// Quarantined counts records set aside as damaged on disk.
-	Quarantined int `json:"quarantined"`
+	// Damaged copies: replaced by a peer's copy of the same version, and
+	// stored records set aside since start.
+	Corrupt     uint64 `json:"corrupt"`
+	Quarantined int    `json:"quarantined"`
 }
 
 type replicationInfo struct {
@@ -69,7 +71,8 @@ func toNodeInfo(in *daemon.Info) nodeInfo {
 		DataDir: in.DataDir, PID: in.PID, Encrypted: in.Encrypted, StartedAt: in.StartedAt,
 		Uptime: in.Uptime, Members: members,
 		Store: storeInfo{Keys: in.Store.Keys, Tombstones: in.Store.Tombstones,
-			DiskBytes: in.Store.DiskBytes, Digest: in.Store.Digest, Quarantined: in.Store.Quarantined},
+			DiskBytes: in.Store.DiskBytes, Digest: in.Store.Digest,
+			Corrupt: in.Store.Corrupt, Quarantined: in.Store.Quarantined},
 		Replication: replicationInfo{
 			MsgsSent: r.MsgsSent, MsgsReceived: r.MsgsReceived,
 			BytesSent: r.BytesSent, BytesReceived: r.BytesReceived,
@@ -148,6 +151,7 @@ func runInfo(c *cli.Context) error {
 		{"keys", fmt.Sprintf("%d live, %d %s", info.Store.Keys, info.Store.Tombstones, plural(info.Store.Tombstones, "tombstone"))},
 		{"disk", humanBytes(info.Store.DiskBytes)},
 		{"digest", info.Store.Digest},
+		{"damaged", fmt.Sprintf("%d replaced by a peer's copy, %d set aside", info.Store.Corrupt, info.Store.Quarantined)},
 		{"messages", fmt.Sprintf("%d sent (%s), %d received (%s)", r.MsgsSent, humanBytes(int64(r.BytesSent)), r.MsgsReceived, humanBytes(int64(r.BytesReceived)))},
 		{"pushes", fmt.Sprintf("%d sent, %d failed, %d entries pushed, %d pending", r.PushesSent, r.PushesFailed, r.EntriesPushed, r.Pending)},
 		{"applied", fmt.Sprintf("%d remote entries changed this store", r.EntriesApplied)},

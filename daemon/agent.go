@@ -219,10 +219,18 @@ func (a *Agent) openStore() error {
 		}
 		return fmt.Errorf("open store in %s: %w (if its files are damaged, start once with --resync to move it aside and refill from peers)", a.cfg.DataDir, err)
 	}
-	st, err := store.Open(be, store.Config{Node: a.cfg.Name, TombstoneTTL: a.cfg.TombstoneTTL})
+	st, err := store.Open(be, store.Config{Node: a.cfg.Name, TombstoneTTL: a.cfg.TombstoneTTL, MaxClockSkew: a.cfg.MaxClockSkew})
 	if err != nil {
 		be.Close()
 		return err
+	}
+	// Records set aside on load are missing from the digest, so
+	// anti-entropy fetches good copies from peers.
+	for _, q := range st.Quarantined() {
+		a.log.Warn("stored record set aside; a peer's copy will replace it", "key", q.Key, "reason", q.Reason, "quarantine_err", q.Err)
+	}
+	if n := st.Stats().Quarantined; n > len(st.Quarantined()) {
+		a.log.Warn("more stored records set aside than listed", "total", n, "listed", len(st.Quarantined()))
 	}
 	a.st, a.be = st, be
 	if !a.cfg.InMemory {

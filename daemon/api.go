@@ -104,9 +104,12 @@ type StoreStats struct {
 	Tombstones int    `json:"tombstones"`
 	DiskBytes  int64  `json:"disk_bytes"`
 	Digest     string `json:"digest"` // hex hash of the whole digest: equal on converged nodes
-	// Quarantined counts records set aside as damaged on disk (refilled
-	// from peers; kept for inspection).
-	Quarantined int `json:"quarantined"`
+	// Corrupt counts entries replaced by a peer's copy of the same version
+	// with other bytes (store.Stats.Corrupt); Quarantined, stored records
+	// set aside as damaged (undecodable, failing a checksum, or too far
+	// ahead), kept on disk for inspection and refilled from peers.
+	Corrupt     uint64 `json:"corrupt"`
+	Quarantined int    `json:"quarantined"`
 }
 
 // ReplicationStats counts replication traffic and progress.

@@ -26,7 +26,10 @@ func TestBigPushDoesNotStallWrites(t *testing.T) {
 	}
 	nd := startNode(t, testConfig(t, "n1", t.TempDir()))
 	es := make([]store.Entry, bigPushEntries)
-	ts := nd.Store().Clock().Now()
+	ts, err := nd.Store().Clock().Now()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range es {
 		es[i] = store.Entry{Key: fmt.Sprintf("b%06d", i), Value: []byte("v"),
 			Version: store.Version{TS: ts - store.Timestamp(bigPushEntries-i), Node: "n9"}}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/peerctl/peerctl/store"
 )
 
 // Version is the peerctl version, advertised in serf tags. Set it at link
@@ -44,6 +46,9 @@ type Config struct {
 	PushWindow        time.Duration // how long a push waits to batch more writes
 	TombstoneTTL      time.Duration // tombstones are purged after this
 	ReconnectInterval time.Duration // serf retries failed members this often
+	// MaxClockSkew: entries from peers with versions further ahead of this
+	// node's wall clock are refused (store.Config.MaxClockSkew).
+	MaxClockSkew time.Duration
 
 	Logger *slog.Logger
 
@@ -84,6 +89,7 @@ func DefaultConfig() *Config {
 		TombstoneTTL:      24 * time.Hour,
 		ReconnectInterval: 3 * time.Second,
 		MinFreeSpace:      DefaultMinFreeSpace,
+		MaxClockSkew:      store.DefaultMaxClockSkew,
 		Logger:            slog.Default(),
 	}
 }
@@ -126,6 +132,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Limits.validate(); err != nil {
 		return err
+	}
+	if c.MaxClockSkew <= 0 || c.MaxClockSkew > 24*time.Hour {
+		return fmt.Errorf("--max-clock-skew %v: want more than 0 and at most 24h (default %v)", c.MaxClockSkew, store.DefaultMaxClockSkew)
 	}
 	return nil
 }

@@ -259,7 +259,7 @@ func (a *Agent) Info() Info {
 		Uptime:  time.Since(a.startedAt).Round(time.Second).String(),
 		Members: counts,
 		Store: StoreStats{Keys: st.Keys, Tombstones: st.Tombstones, DiskBytes: st.DiskBytes,
-			Digest: digestHex(&d), Quarantined: a.be.QuarantinedCount()},
+			Digest: digestHex(&d), Corrupt: st.Corrupt, Quarantined: a.be.QuarantinedCount()},
 		Replication: rs,
 	}
 }

@@ -24,7 +24,7 @@ func memReplicator(t *testing.T) *replicator {
 // versions sit in different chunks, and refused entries are reported.
 func TestMergeInChunks(t *testing.T) {
 	r := memReplicator(t)
-	ts := r.st.Clock().Now()
+	ts, _ := r.st.Clock().Now()
 	var es []store.Entry
 	for i := 0; i < 3*mergeChunkEntries+7; i++ {
 		es = append(es, store.Entry{Key: fmt.Sprintf("k%04d", i), Value: []byte("v"), Version: store.Version{TS: ts + store.Timestamp(i), Node: "p"}})
@@ -53,7 +53,7 @@ func TestMergeInChunks(t *testing.T) {
 func TestSummariesUpTo(t *testing.T) {
 	r := memReplicator(t)
 	var es []store.Entry
-	ts := r.st.Clock().Now()
+	ts, _ := r.st.Clock().Now()
 	for i := 0; i < 5000; i++ {
 		es = append(es, store.Entry{Key: fmt.Sprintf("key-%05d", i), Value: []byte("v"), Version: store.Version{TS: ts, Node: "p"}})
 	}

@@ -84,6 +84,8 @@ func (a *Agent) metricsHandler() http.Handler {
 	gauge("peerctl_pending_entries", "Entries queued for peers, not yet sent.", func() float64 { return float64(r.pending()) })
 	gauge("peerctl_keys", "Live keys held.", func() float64 { return float64(a.st.Stats().Keys) })
 	gauge("peerctl_tombstones", "Tombstones held.", func() float64 { return float64(a.st.Stats().Tombstones) })
+	counter("peerctl_corrupt_replaced_total", "Entries replaced by a peer's copy of the same version with other bytes.", func() uint64 { return a.st.Stats().Corrupt }, nil)
+	counter("peerctl_quarantined_total", "Stored records set aside since start (damaged or too far ahead).", func() uint64 { return uint64(a.st.Stats().Quarantined) }, nil)
 	gauge("peerctl_fault_rules", "Fault rules active on this node.", func() float64 { return float64(len(a.faults.Rules())) })
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "peerctl_members_alive", Help: "Members this node sees alive."},
 		func() float64 {

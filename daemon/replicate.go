@@ -457,7 +457,7 @@ func (r *replicator) syncWith(p *peer) (more bool, err error) {
 	}
 	if len(want) > 0 {
 		es, err := r.st.Entries(want)
-		if err != nil {
+		if err != nil && !r.damaged(err) {
 			return false, err
 		}
 		for len(es) > 0 {
@@ -546,7 +546,8 @@ func (r *replicator) merge(es []store.Entry) ([]store.Entry, error) {
 // entriesRefused reports whether a Merge error means the sender's entries
 // were refused (the sender's fault), rather than that this store failed.
 func entriesRefused(err error) bool {
-	return errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrInvalidKey) || errors.Is(err, store.ErrValueTooLarge)
+	return errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrInvalidKey) ||
+		errors.Is(err, store.ErrValueTooLarge) || errors.Is(err, store.ErrClockSkew)
 }
 
 // rejectError marks an error caused by what the peer sent, with the reason
@@ -636,7 +637,7 @@ func (r *replicator) serve(kind string, body []byte) ([]byte, error) {
 			size += len(k) + 64 // estimate; values counted below
 		}
 		es, err := r.st.Entries(give)
-		if err != nil {
+		if err != nil && !r.damaged(err) {
 			return nil, err
 		}
 		size = 0
@@ -654,6 +655,17 @@ func (r *replicator) serve(kind string, body []byte) ([]byte, error) {
 		return frame(store.EncodeBatch(es), store.EncodeStrings(take), flag), nil
 	}
 	return nil, reject(dropDecode, fmt.Errorf("%w: unknown message kind %q", store.ErrCorrupt, kind))
+}
+
+// damaged reports whether err from Store.Entries is about stored records
+// that failed their check: the store left them out and set them aside, so
+// the good entries are sent and a peer's copy will repair the rest.
+func (r *replicator) damaged(err error) bool {
+	if !errors.Is(err, store.ErrCorrupt) {
+		return false
+	}
+	r.log.Warn("damaged stored records set aside; peers' copies will replace them", "err", err)
+	return true
 }
 
 // noteApplied records how old remote entries were when they arrived.

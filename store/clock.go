@@ -51,24 +51,33 @@ func NewClock(now func() time.Time) *Clock {
 }
 
 // Now returns a new timestamp, greater than every timestamp this clock has
-// returned or witnessed.
-func (c *Clock) Now() Timestamp {
+// returned or witnessed. It never returns a timestamp above MaxTimestamp:
+// once the clock has reached it (it witnessed MaxTimestamp, or the wall
+// clock reads past the year 6429) it returns an error wrapping
+// ErrClockExhausted and issues nothing, so no write gets an invalid version.
+func (c *Clock) Now() (Timestamp, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ms := c.now().UnixMilli()
 	if ms < 0 {
 		ms = 0 // a clock before 1970 would wrap to the far future
 	}
+	if ms > MaxTimestamp.WallMillis() {
+		return 0, fmt.Errorf("%w: the wall clock reads %d ms since 1970, past the greatest timestamp", ErrClockExhausted, ms)
+	}
 	wall := MakeTimestamp(ms, 0)
 	if wall > c.last {
 		c.last = wall
-	} else {
-		// The wall clock has not moved past what we issued or saw: count.
-		// Overflowing the logical part carries into the millisecond, which
-		// keeps the order total at the cost of running slightly ahead.
-		c.last++
+		return c.last, nil
 	}
-	return c.last
+	// The wall clock has not moved past what we issued or saw: count.
+	// Overflowing the logical part carries into the millisecond, which
+	// keeps the order total at the cost of running slightly ahead.
+	if c.last >= MaxTimestamp {
+		return 0, fmt.Errorf("%w: last issued or witnessed %v", ErrClockExhausted, c.last)
+	}
+	c.last++
+	return c.last, nil
 }
 
 // Witness advances the clock past a timestamp seen from another node, so

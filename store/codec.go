@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // Binary encoding of entries and anti-entropy messages. It is used both on
@@ -12,14 +14,20 @@ import (
 // ErrCorrupt for malformed input; it never panics and never allocates more
 // than the input's size.
 //
-//	entry   = key:string record
-//	record  = ts:u64le node:string flags:u8 value:bytes
+//	entry   = key:string ts:u64le node:string flags:u8 value:bytes
+//	record  = ts:u64le node:string flags:u8 value:bytes [vhash:u64le]
 //	string  = len:uvarint data
 //	batch   = 0x01 count:uvarint entry*
-//	sums    = 0x02 count:uvarint (key:string ts:u64le node:string flags:u8)*
+//	sums    = 0x02 count:uvarint (key:string ts:u64le node:string flags:u8 vhash:u64le)*
 //	digest  = 0x03 u64le * NumBuckets
 //	ints    = 0x04 count:uvarint uvarint*
 //	strings = 0x05 count:uvarint string*
+//
+// A record is the form stored on disk. AppendRecord sets flagHashed and
+// appends the xxhash64 of the value, the hash the digest uses, so that
+// damaged value bytes that still decode are found when read (records
+// written before the hash was added have no flag and no hash). On the wire
+// an entry carries no hash and flagHashed is refused.
 
 const (
 	tagBatch   = 0x01
@@ -29,6 +37,7 @@ const (
 	tagStrings = 0x05
 
 	flagDeleted = 1
+	flagHashed  = 2 // records only: a value hash follows the value
 )
 
 func appendString(b []byte, s string) []byte {
@@ -36,29 +45,36 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-func appendVersion(b []byte, v Version, deleted bool) []byte {
+func appendVersion(b []byte, v Version, flags byte) []byte {
 	b = binary.LittleEndian.AppendUint64(b, uint64(v.TS))
 	b = appendString(b, v.Node)
-	var f byte
-	if deleted {
-		f |= flagDeleted
-	}
-	return append(b, f)
+	return append(b, flags)
 }
 
-// AppendEntry appends the encoding of e to b.
+func deletedFlag(deleted bool) byte {
+	if deleted {
+		return flagDeleted
+	}
+	return 0
+}
+
+// AppendEntry appends the wire encoding of e to b.
 func AppendEntry(b []byte, e Entry) []byte {
 	b = appendString(b, e.Key)
-	return AppendRecord(b, e)
-}
-
-// AppendRecord appends the encoding of e without its key to b: the form a
-// Backend that keeps the key elsewhere (store/badger) stores as the value.
-// DecodeRecord reverses it.
-func AppendRecord(b []byte, e Entry) []byte {
-	b = appendVersion(b, e.Version, e.Deleted)
+	b = appendVersion(b, e.Version, deletedFlag(e.Deleted))
 	b = binary.AppendUvarint(b, uint64(len(e.Value)))
 	return append(b, e.Value...)
+}
+
+// AppendRecord appends the encoding of e without its key, and with the
+// hash of its value, to b: the form a Backend that keeps the key elsewhere
+// (store/badger) stores as the value. DecodeRecord reverses it and checks
+// the hash.
+func AppendRecord(b []byte, e Entry) []byte {
+	b = appendVersion(b, e.Version, deletedFlag(e.Deleted)|flagHashed)
+	b = binary.AppendUvarint(b, uint64(len(e.Value)))
+	b = append(b, e.Value...)
+	return binary.LittleEndian.AppendUint64(b, xxhash.Sum64(e.Value))
 }
 
 // EncodeBatch encodes entries as one message.
@@ -82,7 +98,8 @@ func EncodeSummaries(ss []Summary) []byte {
 	b = binary.AppendUvarint(b, uint64(len(ss)))
 	for _, s := range ss {
 		b = appendString(b, s.Key)
-		b = appendVersion(b, s.Version, s.Deleted)
+		b = appendVersion(b, s.Version, deletedFlag(s.Deleted))
+		b = binary.LittleEndian.AppendUint64(b, s.ValueHash)
 	}
 	return b
 }
@@ -207,25 +224,36 @@ func (d *decoder) end(what string) error {
 	return d.err
 }
 
-func (d *decoder) version(what string) (Version, bool) {
+// version reads a version and its flags; flags outside allowed fail.
+func (d *decoder) version(what string, allowed byte) (Version, byte) {
 	ts := d.u64(what)
 	node := d.str(what, MaxNodeLen)
 	f := d.byte1(what)
-	if d.err == nil && f&^flagDeleted != 0 {
+	if d.err == nil && f&^allowed != 0 {
 		d.fail(what + " flags")
 	}
-	return Version{TS: Timestamp(ts), Node: node}, f&flagDeleted != 0
+	return Version{TS: Timestamp(ts), Node: node}, f
 }
 
 func (d *decoder) entry() Entry {
 	key := d.str("entry key", MaxKeyLen)
-	return d.record(key)
+	return d.record(key, flagDeleted)
 }
 
-func (d *decoder) record(key string) Entry {
+// record reads a record; with flagHashed allowed and set, it reads and
+// checks the value hash after the value.
+func (d *decoder) record(key string, allowed byte) Entry {
 	e := Entry{Key: key}
-	e.Version, e.Deleted = d.version("entry version")
+	var f byte
+	e.Version, f = d.version("entry version", allowed)
+	e.Deleted = f&flagDeleted != 0
 	v := d.bytes("entry value", MaxValueLen)
+	if f&flagHashed != 0 {
+		h := d.u64("entry value hash")
+		if d.err == nil && h != xxhash.Sum64(v) {
+			d.err = fmt.Errorf("%w: value of %q does not match its hash", ErrCorrupt, key)
+		}
+	}
 	if len(v) > 0 {
 		e.Value = append([]byte(nil), v...)
 	} else if !e.Deleted {
@@ -253,7 +281,7 @@ func DecodeEntry(b []byte) (Entry, error) {
 // checks it as DecodeEntry does. The entry does not alias b.
 func DecodeRecord(key string, b []byte) (Entry, error) {
 	d := decoder{b: b}
-	e := d.record(key)
+	e := d.record(key, flagDeleted|flagHashed)
 	if err := d.end("record"); err != nil {
 		return Entry{}, err
 	}
@@ -300,12 +328,15 @@ func DecodeBatch(b []byte) ([]Entry, error) {
 func DecodeSummaries(b []byte) ([]Summary, error) {
 	d := decoder{b: b}
 	d.tag(tagSums, "summaries")
-	n := d.count("summaries count", 11)
+	n := d.count("summaries count", 19)
 	out := make([]Summary, 0, n)
 	for i := 0; i < n && d.err == nil; i++ {
 		var s Summary
 		s.Key = d.str("summary key", MaxKeyLen)
-		s.Version, s.Deleted = d.version("summary version")
+		var f byte
+		s.Version, f = d.version("summary version", flagDeleted)
+		s.Deleted = f&flagDeleted != 0
+		s.ValueHash = d.u64("summary value hash")
 		out = append(out, s)
 	}
 	if err := d.end("summaries"); err != nil {

@@ -100,12 +100,25 @@ func (s *Store) commit(group []*writeReq) {
 		fail(ErrClosed)
 		return
 	}
-	es := make([]Entry, len(group))
+	es := make([]Entry, 0, len(group))
 	var inGroup map[string]bool // key -> live after an earlier write in the group
 	if len(group) > 1 {
 		inGroup = make(map[string]bool, len(group))
 	}
-	for i, r := range group {
+	var stamped []*writeReq // the writes in es, in order
+	for _, r := range group {
+		ts, err := s.clock.Now()
+		if err != nil {
+			r.e, r.err = Entry{}, fmt.Errorf("store: write %q: %w", r.e.Key, err)
+			continue
+		}
+		r.e.Version = Version{TS: ts, Node: s.node}
+		// Every version this store writes is checked, its own included:
+		// an invalid one would be unreadable on every node.
+		if err := r.e.Validate(); err != nil {
+			r.e, r.err = Entry{}, fmt.Errorf("store: write %q: %w", r.e.Key, err)
+			continue
+		}
 		if live, ok := inGroup[r.e.Key]; ok {
 			r.live = live
 		} else if cur, ok := s.idx.get(r.e.Key); ok {
@@ -114,14 +127,20 @@ func (s *Store) commit(group []*writeReq) {
 		if inGroup != nil {
 			inGroup[r.e.Key] = !r.e.Deleted
 		}
-		r.e.Version = Version{TS: s.clock.Now(), Node: s.node}
-		es[i] = r.e
+		es = append(es, r.e)
+		stamped = append(stamped, r)
+	}
+	if len(es) == 0 {
+		return
 	}
 	if err := s.b.Put(es); err != nil {
-		if len(es) == 1 {
-			fail(fmt.Errorf("store: write %q: %w", es[0].Key, err))
-		} else {
-			fail(fmt.Errorf("store: write %d entries: %w", len(es), err))
+		for _, r := range stamped {
+			r.live = false
+			if len(es) == 1 {
+				r.e, r.err = Entry{}, fmt.Errorf("store: write %q: %w", es[0].Key, err)
+			} else {
+				r.e, r.err = Entry{}, fmt.Errorf("store: write %d entries: %w", len(es), err)
+			}
 		}
 		return
 	}

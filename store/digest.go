@@ -10,12 +10,18 @@ import (
 
 // Anti-entropy compares what two nodes hold without sending it. Keys are
 // spread over NumBuckets buckets by a hash of the key; a bucket's hash is the
-// XOR of the hashes of its entries' (key, version, deleted) summaries. XOR
+// XOR of the hashes of its entries' (key, version, deleted, value hash)
+// summaries. XOR
 // makes the digest cheap to keep current: replacing an entry XORs the old
 // summary out and the new one in. Two nodes exchange the NumBuckets hashes
 // (8 KiB), and only the buckets whose hashes differ are listed key by key.
 // The hash is fixed (xxhash64), so every node, of any build, buckets and
 // hashes alike.
+//
+// The value hash makes two copies of one version with different bytes (a
+// damaged disk, a forged push) differ in the digest. Summaries cannot say
+// which bytes win, so compare lists such a key both ways: each side sends
+// its copy, and Merge keeps the Entry.Newer winner on both.
 
 // NumBuckets is the number of digest buckets. Changing it is a protocol change.
 const NumBuckets = 1024
@@ -52,27 +58,30 @@ func BucketOf(key string) int {
 	return int(xxhash.Sum64String(key) % NumBuckets)
 }
 
-// Summary is what anti-entropy compares: an entry without its value.
+// Summary is what anti-entropy compares: an entry with its value replaced
+// by the value's hash.
 type Summary struct {
-	Key     string
-	Version Version
-	Deleted bool
+	Key       string
+	Version   Version
+	Deleted   bool
+	ValueHash uint64 // xxhash64 of the value bytes (of nothing for a tombstone)
 }
 
-// Summary returns e without its value.
+// Summary returns e with its value replaced by its hash.
 func (e Entry) Summary() Summary {
-	return Summary{Key: e.Key, Version: e.Version, Deleted: e.Deleted}
+	return Summary{Key: e.Key, Version: e.Version, Deleted: e.Deleted, ValueHash: xxhash.Sum64(e.Value)}
 }
 
 func (s Summary) hash() uint64 {
 	h := xxhash.New()
-	var b [9]byte
+	var b [17]byte
 	h.WriteString(s.Key)
 	h.Write([]byte{0})
 	binary.LittleEndian.PutUint64(b[:8], uint64(s.Version.TS))
 	if s.Deleted {
 		b[8] = 1
 	}
+	binary.LittleEndian.PutUint64(b[9:], s.ValueHash)
 	h.Write(b[:])
 	h.WriteString(s.Version.Node)
 	return h.Sum64()
@@ -173,7 +182,10 @@ func (x *index) live(prefix string) []Summary {
 // Compare takes a peer's summaries of the given buckets (all of the peer's
 // entries in them) and the local index, and returns the keys the peer should
 // receive from us (we are newer, or it lacks them) and the keys we should
-// fetch from it. It is pure: the same inputs give the same outputs.
+// fetch from it. A key whose two copies have the same version and deletion
+// but different value hashes is in both lists: only the values can break
+// that tie (Entry.Newer), so each side gets the other's and keeps the
+// winner. It is pure: the same inputs give the same outputs.
 func compare(local *index, buckets []int, remote []Summary) (give, take []string) {
 	seen := make(map[string]bool, len(remote))
 	for _, r := range remote {
@@ -187,6 +199,9 @@ func compare(local *index, buckets []int, remote []Summary) (give, take []string
 			take = append(take, r.Key)
 		case l.newer(r):
 			give = append(give, r.Key)
+		case l.Version == r.Version && l.ValueHash != r.ValueHash:
+			give = append(give, r.Key)
+			take = append(take, r.Key)
 		}
 	}
 	var done [NumBuckets]bool

@@ -27,6 +27,11 @@ var (
 	ErrValueTooLarge = errors.New("value too large")
 	ErrCorrupt       = errors.New("malformed data")
 	ErrClosed        = errors.New("store closed")
+	// ErrClockSkew marks entries refused because their version is further
+	// ahead of this node's wall clock than Config.MaxClockSkew.
+	ErrClockSkew = errors.New("version too far ahead of the wall clock")
+	// ErrClockExhausted means the clock cannot issue a valid timestamp.
+	ErrClockExhausted = errors.New("clock reached the greatest valid timestamp")
 )
 
 // Version orders writes to one key: the greater timestamp wins, and the

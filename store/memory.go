@@ -4,14 +4,20 @@ import "sync"
 
 // MemBackend is an in-memory Backend for tests. It is safe for concurrent use.
 type MemBackend struct {
-	mu sync.Mutex
+	mu sync.Mutex // guards m, q
 	m  map[string]Entry
+	q  map[string]Entry // quarantined records
 }
 
-var _ Backend = (*MemBackend)(nil)
+var (
+	_ Backend     = (*MemBackend)(nil)
+	_ Quarantiner = (*MemBackend)(nil)
+)
 
 // NewMemBackend returns an empty MemBackend.
-func NewMemBackend() *MemBackend { return &MemBackend{m: make(map[string]Entry)} }
+func NewMemBackend() *MemBackend {
+	return &MemBackend{m: make(map[string]Entry), q: make(map[string]Entry)}
+}
 
 // Load calls fn for a snapshot of the entries, without holding the lock.
 func (b *MemBackend) Load(fn func(Entry) error) error {
@@ -58,6 +64,29 @@ func (b *MemBackend) Delete(keys []string) error {
 		delete(b.m, k)
 	}
 	return nil
+}
+
+// Quarantine moves key's entry to a separate map, where Quarantined still
+// shows it. A key that is not stored is not an error.
+func (b *MemBackend) Quarantine(key string, reason error) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if e, ok := b.m[key]; ok {
+		b.q[key] = e
+		delete(b.m, key)
+	}
+	return nil
+}
+
+// Quarantined returns copies of the entries set aside by Quarantine.
+func (b *MemBackend) Quarantined() map[string]Entry {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[string]Entry, len(b.q))
+	for k, e := range b.q {
+		out[k] = clone(e)
+	}
+	return out
 }
 
 // Size returns 0: nothing is on disk.

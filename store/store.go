@@ -1,7 +1,9 @@
 package store
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 )
@@ -32,6 +34,30 @@ type Backend interface {
 	Close() error
 }
 
+// Quarantiner is implemented by a Backend that can set a damaged record aside.
+type Quarantiner interface {
+	// Quarantine moves key's stored record out of the live keyspace, keeping its bytes for inspection.
+	Quarantine(key string, reason error) error
+}
+
+// QuarantinedRecord is a stored record the Store set aside instead of
+// serving it: it failed validation or was too far in the future when
+// loaded, or its bytes no longer matched the index when read.
+type QuarantinedRecord struct {
+	Key    string
+	Reason error // why it was set aside; wraps ErrCorrupt or ErrClockSkew
+	// Err is non-nil if the record could not be moved out of the live
+	// keyspace (the backend is no Quarantiner, or Quarantine failed). It
+	// stays where it is, unindexed, until a good copy overwrites it.
+	Err error
+}
+
+// DefaultMaxClockSkew is Config.MaxClockSkew when it is zero.
+const DefaultMaxClockSkew = time.Minute
+
+// maxQuarantineList bounds the records Quarantined returns; Stats counts all.
+const maxQuarantineList = 1000
+
 // Config configures a Store.
 type Config struct {
 	// Node names this node in the versions it writes. Required.
@@ -43,6 +69,14 @@ type Config struct {
 	// key brings it back to life, so it must exceed the longest outage after
 	// which a node rejoins with its old data. Zero keeps tombstones forever.
 	TombstoneTTL time.Duration
+	// MaxClockSkew is how far ahead of this node's wall clock (Now) a
+	// version may be. Merge refuses entries further ahead, so that a
+	// forged or badly skewed timestamp cannot drag this node's clock, and
+	// every later write, into the future. A node whose clock is more than
+	// this behind its peers refuses their writes until it catches up, so
+	// it must exceed the clock error expected between nodes (CockroachDB's
+	// max-offset plays the same role). Zero means DefaultMaxClockSkew.
+	MaxClockSkew time.Duration
 }
 
 // Store is a node's versioned key-value store: an in-memory index of every
@@ -54,23 +88,53 @@ type Config struct {
 type Store struct {
 	node  string
 	ttl   time.Duration
+	skew  time.Duration
 	now   func() time.Time
 	clock *Clock
 
-	mu     sync.RWMutex // guards idx, nodes, closed and ordering of backend writes
-	idx    *index
-	nodes  map[string]string // interned node names
-	b      Backend
-	closed bool
+	mu          sync.RWMutex // guards idx, nodes, closed, corrupt, quarantine and ordering of backend writes
+	idx         *index
+	nodes       map[string]string // interned node names
+	b           Backend
+	closed      bool
+	corrupt     uint64              // merges that replaced the same version with other bytes
+	quarantined int                 // records set aside since Open
+	qlist       []QuarantinedRecord // the first maxQuarantineList of them
 
 	qmu   sync.Mutex  // guards queue
 	queue []*writeReq // local writes waiting; queue[0]'s goroutine is committing
 }
 
 // Open builds the index from the backend's entries and returns a Store.
+// A stored record that fails validation, or whose version is more than
+// twice MaxClockSkew ahead of Now, is set aside rather than failing the start:
+// it is moved out of the live keyspace if the backend is a Quarantiner,
+// never indexed or witnessed, and listed by Quarantined. The key is then
+// missing from this node's digest, so anti-entropy fetches a good copy
+// from a peer.
+//
+// Why a version too far ahead is set aside on load, not only refused by
+// Merge: such a record comes from a store written before versions were
+// bounded (the "+100 years" poisoning), or from damaged bytes that still
+// decode. Witnessing it would drag the clock, and every later local write,
+// past what peers accept. A record this node legitimately accepted can
+// only be that far ahead if the wall clock stepped back by more than
+// MaxClockSkew since, the case the skew bound already trades away: its
+// bytes are kept, and peers deliver it again once it is no longer ahead.
+// The bound on load is twice the one Merge applies: this node's own writes
+// may run a little past MaxClockSkew (after witnessing an entry at the
+// limit, the logical counter carries into later milliseconds), and a
+// restart just after a small step back of the wall clock must not set
+// aside writes this node acknowledged.
 func Open(b Backend, cfg Config) (*Store, error) {
 	if cfg.Node == "" || len(cfg.Node) > MaxNodeLen {
 		return nil, fmt.Errorf("store: node name must be 1..%d bytes", MaxNodeLen)
+	}
+	if cfg.MaxClockSkew < 0 {
+		return nil, fmt.Errorf("store: max clock skew %v is negative", cfg.MaxClockSkew)
+	}
+	if cfg.MaxClockSkew == 0 {
+		cfg.MaxClockSkew = DefaultMaxClockSkew
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -78,13 +142,29 @@ func Open(b Backend, cfg Config) (*Store, error) {
 	s := &Store{
 		node:  cfg.Node,
 		ttl:   cfg.TombstoneTTL,
+		skew:  cfg.MaxClockSkew,
 		now:   cfg.Now,
 		clock: NewClock(cfg.Now),
 		idx:   newIndex(),
 		nodes: make(map[string]string),
 		b:     b,
 	}
+	nowMs := s.now().UnixMilli()
+	loadLimit := time.Duration(math.MaxInt64)
+	if s.skew <= loadLimit/2 {
+		loadLimit = 2 * s.skew
+	}
+	var bad []QuarantinedRecord
 	err := b.Load(func(e Entry) error {
+		if err := e.Validate(); err != nil {
+			bad = append(bad, QuarantinedRecord{Key: e.Key, Reason: fmt.Errorf("stored entry %q: %w", e.Key, corrupt(err))})
+			return nil
+		}
+		if ahead, ok := tooFarAhead(e.Version.TS, nowMs, loadLimit); ok {
+			bad = append(bad, QuarantinedRecord{Key: e.Key, Reason: &SkewError{
+				Count: 1, Key: e.Key, Version: e.Version, Ahead: ahead, Limit: loadLimit}})
+			return nil
+		}
 		s.idx.set(s.intern(e.Summary()))
 		s.clock.Witness(e.Version.TS)
 		return nil
@@ -92,7 +172,121 @@ func Open(b Backend, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: load: %w", err)
 	}
+	// After Load, not inside it: a backend need not allow writes while
+	// it iterates.
+	for _, r := range bad {
+		s.quarantine(r.Key, r.Reason)
+	}
 	return s, nil
+}
+
+// SkewError reports entries refused because their versions were more than
+// Limit ahead of this node's wall clock. It matches ErrClockSkew.
+type SkewError struct {
+	Count   int           // entries refused
+	Key     string        // the first of them
+	Version Version       // its version
+	Ahead   time.Duration // how far its version was ahead of the wall clock (at most ~292 years)
+	Limit   time.Duration // MaxClockSkew
+}
+
+func (e *SkewError) Error() string {
+	what := "entry"
+	if e.Count > 1 {
+		what = fmt.Sprintf("%d entries, the first", e.Count)
+	}
+	return fmt.Sprintf("%v: %s %q at version %v is %s ahead (limit %v)", ErrClockSkew, what, e.Key, e.Version, aheadString(e.Ahead), e.Limit)
+}
+
+// aheadString prints a skew readably: long ones in days or years.
+func aheadString(d time.Duration) string {
+	const day = 24 * time.Hour
+	switch {
+	case d == time.Duration(math.MaxInt64):
+		return "more than 292 years"
+	case d >= 2*365*day:
+		return fmt.Sprintf("%d years", d/(365*day))
+	case d >= 2*day:
+		return fmt.Sprintf("%d days", d/day)
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+// Unwrap makes errors.Is(err, ErrClockSkew) true.
+func (e *SkewError) Unwrap() error { return ErrClockSkew }
+
+// tooFarAhead reports whether ts is more than limit ahead of the wall clock
+// reading nowMs, and by how much it is ahead.
+func tooFarAhead(ts Timestamp, nowMs int64, limit time.Duration) (time.Duration, bool) {
+	ms := ts.WallMillis() - nowMs // both well within ±2^62: no overflow
+	if ms <= limit.Milliseconds() {
+		return 0, false
+	}
+	if ms > math.MaxInt64/int64(time.Millisecond) {
+		return time.Duration(math.MaxInt64), true
+	}
+	return time.Duration(ms) * time.Millisecond, true
+}
+
+// quarantine sets key's stored record aside and records why. The key must
+// already be out of the index. s.mu must be held (or s not yet shared).
+func (s *Store) quarantine(key string, reason error) {
+	r := QuarantinedRecord{Key: key, Reason: reason}
+	if q, ok := s.b.(Quarantiner); ok {
+		if err := q.Quarantine(key, reason); err != nil {
+			r.Err = fmt.Errorf("store: quarantine %q: %w", key, err)
+		}
+	} else {
+		r.Err = errors.New("store: backend cannot quarantine: record left in place, unindexed")
+	}
+	s.quarantined++
+	if len(s.qlist) < maxQuarantineList {
+		s.qlist = append(s.qlist, r)
+	}
+}
+
+// setAside drops key from the index and quarantines its record, after a
+// read found the record does not match seen, its summary in the index. If
+// the key was rewritten meanwhile it does nothing.
+func (s *Store) setAside(key string, seen Summary, reason error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	if cur, ok := s.idx.get(key); !ok || cur != seen {
+		return
+	}
+	s.idx.remove(key)
+	s.quarantine(key, reason)
+}
+
+// Quarantined returns the records set aside since Open (at most the first
+// 1000; Stats counts them all), in the order they were found. The slice
+// belongs to the caller.
+func (s *Store) Quarantined() []QuarantinedRecord {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return append([]QuarantinedRecord(nil), s.qlist...)
+}
+
+// verify checks an entry read from the backend against its summary in the
+// index, so that damaged bytes are never served as a value.
+func verify(sum Summary, e Entry, err error) error {
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("%w: stored entry %q is missing from the backend", ErrCorrupt, sum.Key)
+		}
+		return err
+	}
+	got := e.Summary()
+	switch {
+	case got.Key != sum.Key || got.Version != sum.Version || got.Deleted != sum.Deleted:
+		return fmt.Errorf("%w: stored entry %q reads as version %v, the index holds %v", ErrCorrupt, sum.Key, got.Version, sum.Version)
+	case got.ValueHash != sum.ValueHash:
+		return fmt.Errorf("%w: stored value of %q does not match its hash (%016x, want %016x)", ErrCorrupt, sum.Key, got.ValueHash, sum.ValueHash)
+	}
+	return nil
 }
 
 func (s *Store) intern(sum Summary) Summary {
@@ -121,19 +315,33 @@ func (s *Store) Get(key string) (Entry, error) {
 }
 
 // GetEntry returns the entry for key, tombstone included, or ErrNotFound.
+// The entry is checked against the version and value hash in the index; a
+// mismatch (damaged storage) returns an error wrapping ErrCorrupt, never
+// the bytes, and sets the record aside (see Quarantined) so that
+// anti-entropy fetches a good copy from a peer.
 func (s *Store) GetEntry(key string) (Entry, error) {
 	if err := ValidateKey(key); err != nil {
 		return Entry{}, err
 	}
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	if s.closed {
+		s.mu.RUnlock()
 		return Entry{}, ErrClosed
 	}
-	if _, ok := s.idx.get(key); !ok {
+	sum, ok := s.idx.get(key)
+	if !ok {
+		s.mu.RUnlock()
 		return Entry{}, ErrNotFound
 	}
-	return s.b.Get(key)
+	e, err := s.b.Get(key)
+	s.mu.RUnlock()
+	if err = verify(sum, e, err); err != nil {
+		if errors.Is(err, ErrCorrupt) {
+			s.setAside(key, sum, err)
+		}
+		return Entry{}, fmt.Errorf("store: read %q: %w", key, err)
+	}
+	return e, nil
 }
 
 // Put writes value under key with a new version and returns the entry,
@@ -166,19 +374,29 @@ func (s *Store) Delete(key string) (Entry, bool, error) {
 
 // Merge applies entries from another node under last-writer-wins and
 // returns those that changed this store (the caller may pass them on).
-// Entries that fail validation are skipped and reported in the error after
-// the valid ones are applied. Tombstones older than the TTL are dropped:
-// they count as already purged.
+// Entries that fail validation, and entries whose version is more than
+// MaxClockSkew ahead of the wall clock, are skipped (never witnessed,
+// never stored) and reported in the error after the valid ones are
+// applied: errors.Is matches ErrCorrupt for the former and ErrClockSkew
+// for the latter (a *SkewError says which key and how far ahead).
+// Tombstones older than the TTL are dropped: they count as already purged.
+//
+// An entry with the same version as the stored one but other bytes (only
+// damage or a bug makes them) is resolved by Entry.Newer, identically on
+// every node, and counted in Stats.Corrupt when it replaces ours.
 func (s *Store) Merge(entries []Entry) ([]Entry, error) {
 	var bad error
+	var skew *SkewError
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, ErrClosed
 	}
+	nowMs := s.now().UnixMilli()
 	horizon := s.horizon()
 	win := make(map[string]int, len(entries)) // key -> index in apply
 	var apply []Entry
+	var sums []Summary // sums[i] is apply[i].Summary()
 	for _, e := range entries {
 		if err := e.Validate(); err != nil {
 			if bad == nil {
@@ -186,23 +404,38 @@ func (s *Store) Merge(entries []Entry) ([]Entry, error) {
 			}
 			continue
 		}
+		if ahead, ok := tooFarAhead(e.Version.TS, nowMs, s.skew); ok {
+			if skew == nil {
+				skew = &SkewError{Key: e.Key, Version: e.Version, Ahead: ahead, Limit: s.skew}
+			}
+			skew.Count++
+			continue
+		}
 		s.clock.Witness(e.Version.TS)
 		if e.Deleted && e.Version.TS < horizon {
 			continue
 		}
+		sum := e.Summary()
 		if i, ok := win[e.Key]; ok {
 			if e.Newer(apply[i]) {
-				apply[i] = e
+				apply[i], sums[i] = e, sum
 			}
 			continue
 		}
-		if cur, ok := s.idx.get(e.Key); ok {
-			if !e.Summary().newer(cur) && !(e.Version == cur.Version && e.Newer(s.mustGet(e.Key))) {
+		if cur, ok := s.idx.get(e.Key); ok && !sum.newer(cur) {
+			if sum.Version != cur.Version || sum.Deleted != cur.Deleted || sum.ValueHash == cur.ValueHash {
+				continue // older, or the same entry
+			}
+			if !e.Newer(s.stored(cur)) {
 				continue
 			}
 		}
 		win[e.Key] = len(apply)
 		apply = append(apply, e)
+		sums = append(sums, sum)
+	}
+	if skew != nil {
+		bad = errors.Join(bad, skew)
 	}
 	if len(apply) == 0 {
 		return nil, bad
@@ -210,18 +443,22 @@ func (s *Store) Merge(entries []Entry) ([]Entry, error) {
 	if err := s.b.Put(apply); err != nil {
 		return nil, fmt.Errorf("store: merge %d entries: %w", len(apply), err)
 	}
-	for _, e := range apply {
-		s.idx.set(s.intern(e.Summary()))
+	for _, sum := range sums {
+		if cur, ok := s.idx.get(sum.Key); ok && cur.Version == sum.Version {
+			s.corrupt++
+		}
+		s.idx.set(s.intern(sum))
 	}
 	return apply, bad
 }
 
-// mustGet reads the stored entry for a tie of versions, which only corrupt
-// input produces; an unreadable entry loses the tie.
-func (s *Store) mustGet(key string) Entry {
-	e, err := s.b.Get(key)
-	if err != nil {
-		return Entry{Key: key}
+// stored reads the stored entry for a tie of versions, which only damaged
+// or forged input produces. An entry that cannot be read, or does not match
+// its summary in the index, loses the tie.
+func (s *Store) stored(sum Summary) Entry {
+	e, err := s.b.Get(sum.Key)
+	if verify(sum, e, err) != nil {
+		return Entry{Key: sum.Key}
 	}
 	return e
 }
@@ -296,23 +533,45 @@ func (s *Store) Compare(buckets []int, remote []Summary) (give, take []string) {
 }
 
 // Entries returns the stored entries for keys, tombstones included, and
-// skips keys it does not hold.
+// skips keys it does not hold. Each entry is checked as GetEntry does: one
+// that does not match the index is left out and set aside, and the error
+// (wrapping ErrCorrupt) names it, beside the entries that were good.
 func (s *Store) Entries(keys []string) ([]Entry, error) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	if s.closed {
+		s.mu.RUnlock()
 		return nil, ErrClosed
 	}
 	out := make([]Entry, 0, len(keys))
+	type damaged struct {
+		sum Summary
+		err error
+	}
+	var bad []damaged
 	for _, k := range keys {
-		if _, ok := s.idx.get(k); !ok {
+		sum, ok := s.idx.get(k)
+		if !ok {
 			continue
 		}
 		e, err := s.b.Get(k)
-		if err != nil {
-			return nil, fmt.Errorf("store: read %q: %w", k, err)
+		if err = verify(sum, e, err); err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				s.mu.RUnlock()
+				return nil, fmt.Errorf("store: read %q: %w", k, err)
+			}
+			bad = append(bad, damaged{sum, err})
+			continue
 		}
 		out = append(out, e)
+	}
+	s.mu.RUnlock()
+	var errs []error
+	for _, d := range bad {
+		s.setAside(d.sum.Key, d.sum, d.err)
+		errs = append(errs, d.err)
+	}
+	if len(errs) > 0 {
+		return out, fmt.Errorf("store: %d of %d entries set aside: %w", len(errs), len(keys), errors.Join(errs...))
 	}
 	return out, nil
 }
@@ -329,13 +588,20 @@ type Stats struct {
 	Keys       int   `json:"keys"`
 	Tombstones int   `json:"tombstones"`
 	DiskBytes  int64 `json:"disk_bytes"`
+	// Corrupt counts merges that replaced an entry with another of the
+	// same version but different bytes: a copy that was damaged here or
+	// at a peer, repaired by anti-entropy.
+	Corrupt uint64 `json:"corrupt"`
+	// Quarantined counts records set aside since Open (see Quarantined).
+	Quarantined int `json:"quarantined"`
 }
 
 // Stats returns counts of keys and tombstones and the backend's size.
 func (s *Store) Stats() Stats {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return Stats{Keys: s.idx.keys, Tombstones: s.idx.tombstones, DiskBytes: s.b.Size()}
+	return Stats{Keys: s.idx.keys, Tombstones: s.idx.tombstones, DiskBytes: s.b.Size(),
+		Corrupt: s.corrupt, Quarantined: s.quarantined}
 }
 
 // Close closes the backend. Later calls return ErrClosed.

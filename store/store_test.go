@@ -149,7 +149,7 @@ func TestOpenRebuildsIndex(t *testing.T) {
 	s.Put("a", []byte("1"))
 	s.Put("b", []byte("2"))
 	s.Delete("a")
-	s.Merge([]Entry{{Key: "c", Value: []byte("3"), Version: Version{TS: MakeTimestamp(ft.Now().Add(time.Hour).UnixMilli(), 0), Node: "n2"}}})
+	s.Merge([]Entry{{Key: "c", Value: []byte("3"), Version: Version{TS: MakeTimestamp(ft.Now().Add(30*time.Second).UnixMilli(), 0), Node: "n2"}}})
 	s2, err := Open(b, Config{Node: "n1", Now: ft.Now})
 	if err != nil {
 		t.Fatal(err)

@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Backend) {
 		{"NoAliasing", testNoAliasing},
 		{"ConcurrentGet", testConcurrentGet},
 		{"Store", testStore},
+		{"Quarantine", testQuarantine},
 		{"Close", testClose},
 	}
 	for _, tt := range tests {
@@ -354,6 +355,31 @@ func testStore(t *testing.T, b store.Backend) {
 	}
 	if _, err := s2.Get("k00"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Get(purged k00) = %v; want ErrNotFound", err)
+	}
+}
+
+// testQuarantine checks a Backend that implements store.Quarantiner: a
+// quarantined record leaves the live keyspace (Get, Load) without
+// disturbing other keys, and a good copy can be stored under the same key
+// afterwards, which is how anti-entropy repairs it.
+func testQuarantine(t *testing.T, b store.Backend) {
+	q, ok := b.(store.Quarantiner)
+	if !ok {
+		t.Skip("backend does not implement store.Quarantiner")
+	}
+	mustPut(t, b, Entry("bad", "damaged", 1), Entry("good", "fine", 2))
+	if err := q.Quarantine("bad", fmt.Errorf("%w: test", store.ErrCorrupt)); err != nil {
+		t.Fatalf("Quarantine: %v", err)
+	}
+	wantMissing(t, b, "bad")
+	wantGet(t, b, Entry("good", "fine", 2))
+	if es := LoadAll(t, b); len(es) != 1 || es[0].Key != "good" {
+		t.Fatalf("Load after Quarantine = %v; want only good", es)
+	}
+	mustPut(t, b, Entry("bad", "repaired", 3))
+	wantGet(t, b, Entry("bad", "repaired", 3))
+	if es := LoadAll(t, b); len(es) != 2 {
+		t.Fatalf("Load after the repair = %d entries; want 2", len(es))
 	}
 }
 
