@@ -9,8 +9,7 @@ package daemon
 // serf's own snapshot (serf.snapshot) also lists members, but it buffers
 // its writes and forgets a member as soon as it fails; this list keeps a
 // member until it leaves, or until it has not been seen alive for
-// knownForget. It is rewritten when membership changes (debounced by
-// knownDebounce), atomically: a temporary file, fsync, rename, fsync of the
+// knownForget. It is rewritten as soon as membership changes, atomically: a temporary file, fsync, rename, fsync of the
 // directory. It holds at most maxKnown members, and a file over
 // maxKnownFile bytes is refused. A corrupt file is logged and ignored: it
 // is a cache, rebuilt from membership.
@@ -39,15 +38,14 @@ import (
 )
 
 const (
-	knownFile     = "known-members.json"
-	knownVersion  = 1
-	maxKnown      = 256     // members kept in the file
-	maxKnownFile  = 1 << 20 // bytes read from it at most
-	maxKnownJoin  = 32      // known addresses tried per join attempt
-	knownDebounce = 500 * time.Millisecond
-	knownForget   = 72 * time.Hour // as serf's ReconnectTimeout
-	maxNameLen    = 128            // as Config.Validate
-	maxSnapshot   = 8 << 20        // bytes of serf.snapshot read for join addresses
+	knownFile    = "known-members.json"
+	knownVersion = 1
+	maxKnown     = 256            // members kept in the file
+	maxKnownFile = 1 << 20        // bytes read from it at most
+	maxKnownJoin = 32             // known addresses tried per join attempt
+	knownForget  = 72 * time.Hour // as serf's ReconnectTimeout
+	maxNameLen   = 128            // as Config.Validate
+	maxSnapshot  = 8 << 20        // bytes of serf.snapshot read for join addresses
 )
 
 // knownMember is one member in the known-members file.
@@ -360,28 +358,27 @@ func (a *Agent) knownMembers() []knownMember {
 	return slices.Clone(a.known)
 }
 
-// knownLoop saves the known-members file knownDebounce after membership
-// changes, hourly (to refresh Seen), and once more when the agent stops if
-// a save is pending.
+// knownLoop saves the known-members file as soon as membership changes
+// (saveKnown writes only when a member or an address is new or gone, so a
+// flapping member costs nothing), and hourly, to refresh Seen. It saves at
+// once rather than after a pause: a node killed right after joining must
+// still know its peers when it restarts, or it could neither rejoin them
+// nor ask them for the faults in force before it gossips.
 func (a *Agent) knownLoop() {
 	defer a.wg.Done()
 	hourly := time.NewTicker(time.Hour)
 	defer hourly.Stop()
-	var due <-chan time.Time
 	for {
 		select {
 		case <-hourly.C:
 			a.saveKnown()
 		case <-a.knownDirty:
-			if due == nil {
-				due = time.After(knownDebounce)
-			}
-		case <-due:
-			due = nil
 			a.saveKnown()
 		case <-a.stopCh:
-			if due != nil {
+			select {
+			case <-a.knownDirty:
 				a.saveKnown()
+			default:
 			}
 			return
 		}
