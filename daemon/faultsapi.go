@@ -336,7 +336,7 @@ func (s *httpServer) faultRoutes() {
 func (s *httpServer) postFaults(w http.ResponseWriter, r *http.Request) {
 	var req FaultRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("bad fault request: %w", err))
+		writeError(w, bodyErrorCode(err), fmt.Errorf("bad fault request: %w", err))
 		return
 	}
 	if err := validateFaultRequest(req); err != nil {

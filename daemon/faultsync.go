@@ -325,7 +325,11 @@ func (a *Agent) pushFaults(ctx context.Context, ms []Member) []NodeFaults {
 func (s *httpServer) postFaultTable(w http.ResponseWriter, r *http.Request) {
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFaultBody))
 	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("fault table: %w", err))
+		code := http.StatusRequestEntityTooLarge
+		if errors.Is(err, errBusy) {
+			code = http.StatusServiceUnavailable
+		}
+		writeError(w, code, fmt.Errorf("fault table: %w", err))
 		return
 	}
 	remote, err := decodeFaults(data)

@@ -32,6 +32,8 @@ type httpServer struct {
 	done  chan struct{}
 	guard *guard
 	lim   Limits
+	// budget bounds the body bytes all requests hold (budget.go).
+	budget *bodyBudget
 
 	smu      sync.Mutex // guards streams, byPeer, stopping
 	streams  map[*http.ResponseController]string
@@ -46,7 +48,7 @@ func newHTTPServer(a *Agent, ln net.Listener) *httpServer {
 		byPeer:  make(map[string]*http.ResponseController),
 		hc:      &http.Client{Timeout: 5 * time.Second},
 		guard:   newGuard(ln.Addr(), a.cfg.API, advertisedAPI(ln.Addr().String(), a.cfg)),
-		lim:     lim}
+		lim:     lim, budget: newBodyBudget(lim.MaxBodyBytes)}
 	s.mux.HandleFunc("GET /v1/members", s.members)
 	s.mux.HandleFunc("GET /v1/info", s.info)
 	s.mux.HandleFunc("GET /v1/kv", s.list)
@@ -114,6 +116,11 @@ func (s *httpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "api request refused", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusForbidden, err)
 		return
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		bb := &budgetBody{ReadCloser: r.Body, b: s.budget}
+		r.Body = bb
+		defer bb.release()
 	}
 	if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("bad query string %q: %w", r.URL.RawQuery, err))
@@ -197,6 +204,15 @@ func writeJSONComplete(w http.ResponseWriter, code int, v any) {
 	if f, ok := w.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// bodyErrorCode is the status for a failed body read: 503 when the body
+// budget is exhausted (budget.go), else 400.
+func bodyErrorCode(err error) int {
+	if errors.Is(err, errBusy) {
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusBadRequest
 }
 
 func writeError(w http.ResponseWriter, code int, err error) {
@@ -298,7 +314,7 @@ func (s *httpServer) kv(w http.ResponseWriter, r *http.Request, key string) {
 				writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("%w: value is over %d bytes", store.ErrValueTooLarge, store.MaxValueLen))
 				return
 			}
-			writeError(w, http.StatusBadRequest, err)
+			writeError(w, bodyErrorCode(err), err)
 			return
 		}
 		e, err := s.a.Put(key, body)
@@ -443,11 +459,13 @@ func (s *httpServer) stream(w http.ResponseWriter, r *http.Request) {
 		if k == kindKeepalive {
 			continue
 		}
-		if s.a.faults.CutOff() {
-			continue // frozen or isolated: nothing gets through
+		if !s.a.faults.CutOff() { // frozen or isolated: nothing gets through
+			if _, err := s.a.repl.handleOneWay(kinds[k], body); err != nil {
+				s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "rejected replication message", "kind", kinds[k], "from", from, "err", err)
+			}
 		}
-		if _, err := s.a.repl.handleOneWay(kinds[k], body); err != nil {
-			s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "rejected replication message", "kind", kinds[k], "from", from, "err", err)
+		if bb, ok := r.Body.(*budgetBody); ok {
+			bb.release() // the frame is handled: its bytes are no longer held
 		}
 	}
 }
@@ -463,6 +481,10 @@ func (s *httpServer) endStream(w http.ResponseWriter, rc *http.ResponseControlle
 	switch {
 	case cut:
 		return // this node is stopping, or the peer opened a newer stream
+	case errors.Is(err, errBusy):
+		s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "replication stream closed: server busy", "from", from, "err", err)
+		refuseStream(w, rc, http.StatusServiceUnavailable, err)
+		return
 	case errors.Is(err, errFrameOversize):
 		reason = dropOversize
 	case errors.Is(err, errFrameKind), errors.Is(err, errFrameLength):
@@ -509,6 +531,11 @@ func (s *httpServer) internal(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCall))
+	if errors.Is(err, errBusy) {
+		s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "replication message refused: server busy", "kind", r.PathValue("kind"), "from", r.Header.Get(headerFrom), "err", err)
+		writeError(w, http.StatusServiceUnavailable, err)
+		return
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		reason, code := dropTruncated, http.StatusBadRequest

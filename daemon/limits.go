@@ -27,6 +27,9 @@ type Limits struct {
 	// gets 503 and is closed. MaxStreams caps concurrent internal streams
 	// (one per peer name at most).
 	MaxConns, MaxStreams int
+	// MaxBodyBytes caps the request-body bytes all connections hold at
+	// once (budget.go).
+	MaxBodyBytes int64
 }
 
 // DefaultLimits returns the limits a daemon runs with. ReadTimeout allows a
@@ -42,6 +45,7 @@ func DefaultLimits() Limits {
 		StreamIdle:      time.Minute,
 		MaxConns:        1024,
 		MaxStreams:      256,
+		MaxBodyBytes:    64 << 20,
 	}
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur > 0 && rl.Cur/4 < uint64(l.MaxConns) {
@@ -69,6 +73,9 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxStreams == 0 {
 		l.MaxStreams = d.MaxStreams
 	}
+	if l.MaxBodyBytes == 0 {
+		l.MaxBodyBytes = d.MaxBodyBytes
+	}
 	return l
 }
 
@@ -82,6 +89,9 @@ func (l Limits) validate() error {
 		if d.v < 0 {
 			return fmt.Errorf("api %s %v: must not be negative", d.name, d.v)
 		}
+	}
+	if l.MaxBodyBytes < 0 {
+		return fmt.Errorf("api body budget %d: must not be negative", l.MaxBodyBytes)
 	}
 	if l.MaxConns < 0 || l.MaxStreams < 0 {
 		return fmt.Errorf("--max-conns %d, max streams %d: must not be negative", l.MaxConns, l.MaxStreams)

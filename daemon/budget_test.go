@@ -1,0 +1,99 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Twelve peers each send 1 MiB of a 3 MiB push body and stop, connections
+// left open: each body is under its own limit (maxCall), but together they
+// would hold 12 MiB. With a 4 MiB body budget, the bodies that find it
+// exhausted are refused (503) within about budgetWait and their
+// connections closed; the bytes held stay within the budget; once the
+// others close, the budget is whole again and writes go through. Before
+// the budget, each connection held its bytes until the 1 min read timeout:
+// 100 such connections held 870 MB. Reference: issue 7, "Bounded
+// everything".
+func TestBodiesShareOneBudget(t *testing.T) {
+	const budget = 4 << 20
+	cfg := testConfig(t, "n1", t.TempDir())
+	cfg.Limits.MaxBodyBytes = budget
+	nd := startNode(t, cfg)
+	addr := nd.APIAddr()
+	before := heapAlloc()
+
+	const conns = 12
+	part := make([]byte, 64<<10)
+	closed := make(chan int, conns)
+	var cs []net.Conn
+	var wg sync.WaitGroup
+	for i := 0; i < conns; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		cs = append(cs, c)
+		wg.Add(1)
+		go func() { // send 1 MiB of the body, then nothing
+			defer wg.Done()
+			c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+			fmt.Fprintf(c, "POST /v1/internal/push HTTP/1.1\r\nHost: %s\r\nContent-Type: application/octet-stream\r\nX-Peerctl-From: p%d\r\nContent-Length: %d\r\n\r\n", addr, i, 3<<20)
+			for n := 0; n < 1<<20; n += len(part) {
+				if _, err := c.Write(part); err != nil {
+					return // refused and closed by the server
+				}
+			}
+		}()
+		go func() { // report when the server closes the connection
+			c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			buf := make([]byte, 512)
+			for {
+				if _, err := c.Read(buf); err != nil {
+					if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+						closed <- i
+					}
+					return
+				}
+			}
+		}()
+	}
+	// At most 4 bodies fit; the others must be refused, not held.
+	var refused []int
+	deadline := time.After(15 * time.Second)
+	for len(refused) < conns-budget>>20-1 {
+		select {
+		case i := <-closed:
+			refused = append(refused, i)
+		case <-deadline:
+			t.Fatalf("%d of %d connections refused after 15s; want at least %d (the rest hold the %d MiB budget)", len(refused), conns, conns-budget>>20-1, budget>>20)
+		}
+	}
+	if used := nd.http.budget.inUse(); used > budget {
+		t.Errorf("body bytes held: %d; want at most the budget %d", used, budget)
+	}
+	growth := int64(heapAlloc()) - int64(before)
+	t.Logf("refused %d of %d; heap growth %d KiB with the rest open", len(refused), conns, growth>>10)
+	if growth > 3*budget {
+		t.Errorf("heap grew by %d MiB holding half-sent bodies; want < %d MiB", growth>>20, 3*budget>>20)
+	}
+	for _, c := range cs {
+		c.Close()
+	}
+	wg.Wait()
+	waitFor(t, 10*time.Second, "the budget to be whole again", func() error {
+		if used := nd.http.budget.inUse(); used != 0 {
+			return fmt.Errorf("%d bytes still held", used)
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := NewClient(addr).Put(ctx, "", "after", []byte("v")); err != nil {
+		t.Fatalf("put after the bodies closed: %v", err)
+	}
+}
