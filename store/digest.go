@@ -3,7 +3,6 @@ package store
 import (
 	"encoding/binary"
 	"sort"
-	"strings"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -145,38 +144,6 @@ func (x *index) count(s Summary, d int) {
 	} else {
 		x.keys += d
 	}
-}
-
-// summaries returns the summaries of the given buckets, sorted by key.
-// Out-of-range and repeated bucket numbers are ignored.
-func (x *index) summaries(buckets []int) []Summary {
-	var out []Summary
-	var done [NumBuckets]bool
-	for _, b := range buckets {
-		if b < 0 || b >= NumBuckets || done[b] {
-			continue
-		}
-		done[b] = true
-		for _, s := range x.buckets[b] {
-			out = append(out, s)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	return out
-}
-
-// live returns the summaries of live keys with the prefix, sorted by key.
-func (x *index) live(prefix string) []Summary {
-	var out []Summary
-	for _, m := range x.buckets {
-		for k, s := range m {
-			if !s.Deleted && strings.HasPrefix(k, prefix) {
-				out = append(out, s)
-			}
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	return out
 }
 
 // Compare takes a peer's summaries of the given buckets (all of the peer's

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -518,37 +520,91 @@ func (s *Store) Digest() Digest {
 }
 
 // Summaries returns the summaries of every entry in the given buckets.
+//
+// Like Compare, Entries and List, it holds the store's lock one bucket (or
+// chunk of keys) at a time and sorts after releasing it, so writes never
+// wait behind a scan of a large store: a peer's sync over a million keys
+// held the lock for most of a second, stalling every local write.
 func (s *Store) Summaries(buckets []int) []Summary {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.idx.summaries(buckets)
+	var out []Summary
+	var done [NumBuckets]bool
+	for _, b := range buckets {
+		if b < 0 || b >= NumBuckets || done[b] {
+			continue
+		}
+		done[b] = true
+		s.mu.RLock()
+		for _, sum := range s.idx.buckets[b] {
+			out = append(out, sum)
+		}
+		s.mu.RUnlock()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
 }
 
 // Compare takes a peer's summaries of the given buckets and returns the
 // keys the peer should get from us and the keys we should take from it.
+// It compares one bucket at a time under the lock (a key's copies are
+// always in the same bucket, so the answer is the one compare gives for
+// all of them at once).
 func (s *Store) Compare(buckets []int, remote []Summary) (give, take []string) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return compare(s.idx, buckets, remote)
+	byBucket := make(map[int][]Summary)
+	for _, r := range remote {
+		b := BucketOf(r.Key)
+		byBucket[b] = append(byBucket[b], r)
+	}
+	listed := make(map[int]bool, len(buckets))
+	for _, b := range buckets {
+		if b >= 0 && b < NumBuckets {
+			listed[b] = true
+		}
+	}
+	for b := range listed {
+		if _, ok := byBucket[b]; !ok {
+			byBucket[b] = nil
+		}
+	}
+	for b, rs := range byBucket {
+		var only []int
+		if listed[b] {
+			only = []int{b}
+		}
+		s.mu.RLock()
+		g, t := compare(s.idx, only, rs)
+		s.mu.RUnlock()
+		give = append(give, g...)
+		take = append(take, t...)
+	}
+	sort.Strings(give)
+	sort.Strings(take)
+	return give, take
 }
+
+// entriesChunk is how many keys Entries reads under one hold of the lock.
+const entriesChunk = 256
 
 // Entries returns the stored entries for keys, tombstones included, and
 // skips keys it does not hold. Each entry is checked as GetEntry does: one
 // that does not match the index is left out and set aside, and the error
 // (wrapping ErrCorrupt) names it, beside the entries that were good.
 func (s *Store) Entries(keys []string) ([]Entry, error) {
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return nil, ErrClosed
-	}
 	out := make([]Entry, 0, len(keys))
 	type damaged struct {
 		sum Summary
 		err error
 	}
 	var bad []damaged
-	for _, k := range keys {
+	s.mu.RLock()
+	for i, k := range keys {
+		if i%entriesChunk == 0 && i > 0 {
+			s.mu.RUnlock() // let writes in between chunks
+			s.mu.RLock()
+		}
+		if s.closed {
+			s.mu.RUnlock()
+			return nil, ErrClosed
+		}
 		sum, ok := s.idx.get(k)
 		if !ok {
 			continue
@@ -578,9 +634,18 @@ func (s *Store) Entries(keys []string) ([]Entry, error) {
 
 // List returns the summaries of live keys that start with prefix, sorted.
 func (s *Store) List(prefix string) []Summary {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.idx.live(prefix)
+	var out []Summary
+	for b := range NumBuckets {
+		s.mu.RLock()
+		for k, sum := range s.idx.buckets[b] {
+			if !sum.Deleted && strings.HasPrefix(k, prefix) {
+				out = append(out, sum)
+			}
+		}
+		s.mu.RUnlock()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
 }
 
 // Stats describes what a store holds.
