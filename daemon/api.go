@@ -140,3 +140,8 @@ type apiError struct {
 // codeKeyNotFound marks a 404 for a missing key, as opposed to an unknown
 // node or path.
 const codeKeyNotFound = "key_not_found"
+
+// codeKeySetAside marks a 503 for a key this node does not hold because
+// its record was damaged on disk and set aside (quarantined): the key is
+// not known to be gone, and anti-entropy restores it from a peer.
+const codeKeySetAside = "key_set_aside"

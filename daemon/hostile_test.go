@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -186,5 +187,62 @@ func TestMaxClockSkewValidated(t *testing.T) {
 	}
 	if got := DefaultConfig().MaxClockSkew; got != time.Minute {
 		t.Errorf("default MaxClockSkew = %v; want 1m", got)
+	}
+}
+
+// A key whose record was set aside on this node reads as what it is, not
+// as a key that never existed: 503 with code key_set_aside and a message
+// that says the copy was damaged and how it comes back. A key never
+// written still reads 404, and a write brings the key back. Before, the
+// set-aside key read "key not found" (404), which says an acknowledged
+// write is gone. Reference: issue 7, item 1 (quarantine) and the
+// reviewer's probe "does get on that node say something clear".
+func TestGetOfSetAsideKeySaysSo(t *testing.T) {
+	dir := t.TempDir()
+	be, err := badger.Open(filepath.Join(dir, "store"), badger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poison := store.Entry{Key: "k", Value: []byte("poison"), Version: store.Version{
+		TS: store.MakeTimestamp(time.Now().AddDate(100, 0, 0).UnixMilli(), 0), Node: "mallory"}}
+	if err := be.Put([]store.Entry{poison}); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.Close(); err != nil {
+		t.Fatal(err)
+	}
+	nd := startNode(t, testConfig(t, "n1", dir))
+	if q := nd.Info().Store.Quarantined; q != 1 {
+		t.Fatalf("node set aside %d records; want 1", q)
+	}
+	get := func(key string) (int, apiError) {
+		t.Helper()
+		resp, err := http.Get("http://" + nd.APIAddr() + "/v1/kv/" + key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var ae apiError
+		json.NewDecoder(resp.Body).Decode(&ae)
+		return resp.StatusCode, ae
+	}
+	code, ae := get("k")
+	if code != http.StatusServiceUnavailable || ae.Code != codeKeySetAside || !strings.Contains(ae.Error, "damaged on disk and set aside") {
+		t.Errorf("GET set-aside key = %d %+v; want 503 %s saying it was set aside", code, ae, codeKeySetAside)
+	}
+	if code, ae := get("never"); code != http.StatusNotFound || ae.Code != codeKeyNotFound {
+		t.Errorf("GET unknown key = %d %+v; want 404 %s", code, ae, codeKeyNotFound)
+	}
+	if _, err := nd.Put("k", []byte("again")); err != nil {
+		t.Fatal(err)
+	}
+	if code, ae := get("k"); code != http.StatusOK {
+		t.Errorf("GET after a new write = %d %+v; want 200", code, ae)
+	}
+	if _, _, err := nd.Delete("k"); err != nil {
+		t.Fatal(err)
+	}
+	if code, ae := get("k"); code != http.StatusNotFound || ae.Code != codeKeyNotFound {
+		t.Errorf("GET after delete = %d %+v; want 404 %s (deleted, not set aside)", code, ae, codeKeyNotFound)
 	}
 }

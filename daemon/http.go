@@ -298,6 +298,11 @@ func (s *httpServer) kv(w http.ResponseWriter, r *http.Request, key string) {
 		}
 		e, err := s.a.st.Get(key)
 		if err != nil {
+			if errors.Is(err, store.ErrNotFound) && s.setAside(key) {
+				writeJSON(w, http.StatusServiceUnavailable, apiError{Code: codeKeySetAside, Error: fmt.Sprintf(
+					"key %q: this node's copy was damaged on disk and set aside (quarantined, kept); anti-entropy restores it from a peer within a few sync intervals. Read it from another node meanwhile (--node NAME); if no peer holds it, restore it from a backup", key)})
+				return
+			}
 			if errors.Is(err, store.ErrNotFound) {
 				writeJSON(w, http.StatusNotFound, apiError{Error: fmt.Sprintf("key %q not found", key), Code: codeKeyNotFound})
 				return
@@ -336,6 +341,17 @@ func (s *httpServer) kv(w http.ResponseWriter, r *http.Request, key string) {
 		w.Header().Set("Allow", "GET, PUT, DELETE")
 		writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed on /v1/kv/KEY", r.Method))
 	}
+}
+
+// setAside reports whether key is missing here only because its damaged
+// record was set aside: no entry (not even a tombstone) is held, and the
+// quarantine has one. A key deleted after a repair is not set aside.
+func (s *httpServer) setAside(key string) bool {
+	if _, err := s.a.st.GetEntry(key); !errors.Is(err, store.ErrNotFound) {
+		return false
+	}
+	q, err := s.a.be.IsQuarantined(key)
+	return err == nil && q
 }
 
 // maxFanOut bounds the requests one ?all=1 has in flight at a time.

@@ -76,6 +76,22 @@ func (b *Backend) Quarantine(key string, reason error) error {
 // across restarts). It is safe for concurrent use.
 func (b *Backend) QuarantinedCount() int { return int(b.quarantined.Load()) }
 
+// IsQuarantined reports whether a damaged record of key was set aside
+// (at any time: quarantined records are kept after the key is restored).
+func (b *Backend) IsQuarantined(key string) (bool, error) {
+	err := b.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(quarantineKey(key))
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("badger: quarantine of %q: %w", key, b.mapErr(err))
+	}
+	return true, nil
+}
+
 // Quarantined calls fn for every quarantined record, in key order, with
 // the reason and the raw bytes (valid only during the call).
 func (b *Backend) Quarantined(fn func(key, reason string, raw []byte) error) error {
