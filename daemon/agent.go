@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log"
 	"log/slog"
 	"net"
@@ -216,6 +217,10 @@ func (a *Agent) openStore() error {
 		}
 		if errors.Is(err, badger.ErrDamaged) {
 			return fmt.Errorf("--data-dir %s: refusing to start: %w; nothing was changed. To recover, start once with --resync: it moves the store to %s.damaged-TIME (kept) and refills this node from its peers", a.cfg.DataDir, err, dir)
+		}
+		if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
+			// Not damage: --resync would not help (and could not move it).
+			return fmt.Errorf("open store in %s: %w: the data dir must be writable by this user; nothing was changed", a.cfg.DataDir, err)
 		}
 		return fmt.Errorf("open store in %s: %w (if its files are damaged, start once with --resync to move it aside and refill from peers)", a.cfg.DataDir, err)
 	}
