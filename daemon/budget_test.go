@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/peerctl/peerctl/store"
 )
 
 // Twelve peers each send 1 MiB of a 3 MiB push body and stop, connections
@@ -98,5 +100,53 @@ func TestBodiesShareOneBudget(t *testing.T) {
 	defer cancel()
 	if _, err := NewClient(addr).Put(ctx, "", "after", []byte("v")); err != nil {
 		t.Fatalf("put after the bodies closed: %v", err)
+	}
+}
+
+// A body forwarded to another node (?node=) only passes through: it is not
+// held here, so a long forwarded stream cannot spend this node's budget.
+// Before, every byte forwarded stayed counted until the request ended: a
+// stream forwarded through n1 with more than its budget was cut with 503,
+// and while it ran n1 refused every other body.
+func TestForwardedBodiesDoNotSpendTheBudget(t *testing.T) {
+	const budget = 1 << 20
+	cfg1 := testConfig(t, "n1", t.TempDir())
+	cfg1.Limits.MaxBodyBytes = budget
+	n1 := startNode(t, cfg1)
+	n2 := startNode(t, testConfig(t, "n2", t.TempDir(), n1.GossipAddr()))
+	waitFor(t, 15*time.Second, "both nodes alive", func() error { return allAlive([]*testNode{n1, n2}, 2) })
+
+	c, err := net.Dial("tcp", n1.APIAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	fmt.Fprintf(c, "POST /v1/internal/stream?node=n2 HTTP/1.1\r\nHost: %s\r\nContent-Type: application/octet-stream\r\nX-Peerctl-From: fwd\r\nTransfer-Encoding: chunked\r\n\r\n", n1.APIAddr())
+	// 2 MiB of pushes, twice n1's budget, each a valid frame n2 applies.
+	const frames = 32
+	v := make([]byte, 60<<10)
+	ts := store.MakeTimestamp(time.Now().UnixMilli(), 0)
+	for i := 0; i < frames; i++ {
+		es := []store.Entry{{Key: fmt.Sprintf("fwd%02d", i), Value: v, Version: store.Version{TS: ts, Node: "fwd"}}}
+		if err := sendChunk(c, appendFrame(nil, 0, store.EncodeBatch(es))); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+	}
+	waitFor(t, 15*time.Second, "n2 to apply every forwarded push", func() error {
+		for i := 0; i < frames; i++ {
+			if _, err := n2.Store().Get(fmt.Sprintf("fwd%02d", i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	// The stream is still open: n1 holds none of it and takes writes.
+	if used := n1.http.budget.inUse(); used != 0 {
+		t.Errorf("n1 holds %d bytes of a body it only forwards; want 0", used)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := NewClient(n1.APIAddr()).Put(ctx, "", "during", make([]byte, 60<<10)); err != nil {
+		t.Errorf("put at n1 while a stream is forwarded through it: %v", err)
 	}
 }

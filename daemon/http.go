@@ -117,18 +117,18 @@ func (s *httpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, err)
 		return
 	}
-	if r.Body != nil && r.Body != http.NoBody {
-		bb := &budgetBody{ReadCloser: r.Body, b: s.budget}
-		r.Body = bb
-		defer bb.release()
-	}
 	if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("bad query string %q: %w", r.URL.RawQuery, err))
 		return
 	}
 	if node := r.URL.Query().Get("node"); node != "" && node != s.a.cfg.Name {
-		s.forward(w, r, node)
+		s.forward(w, r, node) // the body passes through; the target's budget counts it
 		return
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		bb := &budgetBody{ReadCloser: r.Body, b: s.budget}
+		r.Body = bb
+		defer bb.release()
 	}
 	if rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/v1/kv/"); ok {
 		key, err := url.PathUnescape(rest)
