@@ -3,10 +3,14 @@ package daemon
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
 	"testing"
+	"time"
+
+	"github.com/peerctl/peerctl/store"
 )
 
 // Fuzz targets for what the network hands the daemon. Their seed corpora
@@ -132,5 +136,71 @@ func FuzzFaultsJSON(f *testing.F) {
 		heal.Header.Set("Content-Type", "application/json")
 		a.http.ServeHTTP(httptest.NewRecorder(), heal)
 		a.faults.Heal()
+	})
+}
+
+// FuzzServe feeds arbitrary bodies of each replication message kind to
+// what serves them (push, digest, sync), against a store holding a few
+// keys: it never panics, a reply decodes as its kind's answer and a sync
+// reply stays within syncChunk, and afterwards the node's clock still
+// issues versions near the wall clock and a fresh write reads back.
+// Reference: issue 7, item 6 ("the sync messages").
+func FuzzServe(f *testing.F) {
+	now := time.Now()
+	ts := store.MakeTimestamp(now.UnixMilli(), 0)
+	good := []store.Entry{{Key: "a", Value: []byte("1"), Version: store.Version{TS: ts, Node: "p"}}}
+	var d store.Digest
+	all := make([]int, store.NumBuckets)
+	for i := range all {
+		all[i] = i
+	}
+	f.Add(uint8(0), store.EncodeBatch(good))
+	f.Add(uint8(0), store.EncodeBatch([]store.Entry{{Key: "x", Value: []byte("x"), Version: store.Version{TS: store.MaxTimestamp, Node: "m"}}}))
+	f.Add(uint8(1), store.EncodeDigest(&d))
+	f.Add(uint8(2), frame(store.EncodeInts(all), store.EncodeSummaries(nil)))
+	f.Add(uint8(2), frame(store.EncodeInts([]int{-1, 5000, 3}), store.EncodeSummaries([]store.Summary{good[0].Summary()})))
+	f.Fuzz(func(t *testing.T, k uint8, body []byte) {
+		st, err := store.Open(store.NewMemBackend(), store.Config{Node: "self", MaxClockSkew: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 8; i++ {
+			if _, err := st.Put(fmt.Sprintf("k%d", i), []byte("v")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r := newReplicator(st, nil, newCounters(), slog.New(slog.DiscardHandler), time.Millisecond, time.Second)
+		defer r.cancel()
+		kind := kinds[int(k)%len(kinds)]
+		reply, err := r.serve(kind, body)
+		if err == nil {
+			switch kind {
+			case kindDigest:
+				if _, err := store.DecodeInts(reply); err != nil {
+					t.Fatalf("digest reply does not decode: %v", err)
+				}
+			case kindSync:
+				parts, err := unframe(reply, 3)
+				if err != nil {
+					t.Fatalf("sync reply does not unframe: %v", err)
+				}
+				if _, err := store.DecodeBatch(parts[0]); err != nil || len(parts[0]) > syncChunk {
+					t.Fatalf("sync reply batch of %d bytes: %v", len(parts[0]), err)
+				}
+				if _, err := store.DecodeStrings(parts[1]); err != nil {
+					t.Fatalf("sync reply keys do not decode: %v", err)
+				}
+			}
+		}
+		e, err := st.Put("fresh", []byte("w"))
+		if err != nil {
+			t.Fatalf("write after serving %s: %v", kind, err)
+		}
+		if ahead := time.Until(e.Version.TS.Time()); ahead > 2*time.Minute {
+			t.Fatalf("write after serving %s stamped %v, %v ahead of the wall clock", kind, e.Version, ahead)
+		}
+		if got, err := st.Get("fresh"); err != nil || string(got.Value) != "w" {
+			t.Fatalf("fresh write reads back %q, %v", got.Value, err)
+		}
 	})
 }
