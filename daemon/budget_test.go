@@ -150,3 +150,35 @@ func TestForwardedBodiesDoNotSpendTheBudget(t *testing.T) {
 		t.Errorf("put at n1 while a stream is forwarded through it: %v", err)
 	}
 }
+
+// An idle stream's keepalives are released like any frame: 100 KiB of
+// keepalives (a quiet peer's stream over about six days) on a node whose
+// budget is 64 KiB leave the stream up, and a push after them is applied.
+// Before, a keepalive's bytes stayed counted until the next data frame, so
+// a stream that stayed quiet long enough spent the whole budget.
+func TestKeepalivesDoNotSpendTheBudget(t *testing.T) {
+	cfg := testConfig(t, "n1", t.TempDir())
+	cfg.Limits.MaxBodyBytes = 64 << 10
+	nd := startNode(t, cfg)
+	c := streamConn(t, nd.APIAddr(), "quiet")
+	var ka []byte
+	for len(ka) < 100<<10 {
+		ka = appendFrame(ka, kindKeepalive, nil)
+	}
+	for len(ka) > 0 { // in chunks, as a sender writes them over time
+		n := min(len(ka), 8<<10)
+		if err := sendChunk(c, ka[:n]); err != nil {
+			t.Fatal(err)
+		}
+		ka = ka[n:]
+	}
+	ts := store.MakeTimestamp(time.Now().UnixMilli(), 0)
+	push := store.EncodeBatch([]store.Entry{{Key: "after", Value: []byte("v"), Version: store.Version{TS: ts, Node: "quiet"}}})
+	if err := sendChunk(c, appendFrame(nil, 0, push)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the push after the keepalives applied", func() error {
+		_, err := nd.Store().Get("after")
+		return err
+	})
+}

@@ -472,16 +472,15 @@ func (s *httpServer) stream(w http.ResponseWriter, r *http.Request) {
 			s.endStream(w, rc, r, from, err)
 			return
 		}
-		if k == kindKeepalive {
-			continue
-		}
-		if !s.a.faults.CutOff() { // frozen or isolated: nothing gets through
+		if k != kindKeepalive && !s.a.faults.CutOff() { // frozen or isolated: nothing gets through
 			if _, err := s.a.repl.handleOneWay(kinds[k], body); err != nil {
 				s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "rejected replication message", "kind", kinds[k], "from", from, "err", err)
 			}
 		}
 		if bb, ok := r.Body.(*budgetBody); ok {
-			bb.release() // the frame is handled: its bytes are no longer held
+			// The frame is handled: its bytes are no longer held. After a
+			// keepalive too, or an idle stream's keepalives would add up.
+			bb.release()
 		}
 	}
 }
