@@ -17,6 +17,14 @@ import (
 // checkPoll is how often `check --wait` asks again.
 const checkPoll = 200 * time.Millisecond
 
+// With --wait, one ask may take what is left of the wait, at least
+// checkMinAsk (to get any answer at all) and at most checkMaxAsk (the
+// daemon's default budget).
+const (
+	checkMinAsk = 500 * time.Millisecond
+	checkMaxAsk = 5 * time.Second
+)
+
 // checkResult is what `check --json` prints.
 type checkResult struct {
 	Converged bool              `json:"converged"`
@@ -129,7 +137,14 @@ func runCheck(c *cli.Context) error {
 	var out checkResult
 	var err error
 	for {
-		out, err = checkOnce(c.Context, cl)
+		// Each ask is bounded by the time --wait has left (at least
+		// checkMinAsk), so a member that hangs does not hold the answer
+		// past the deadline: the daemon counts it as not compared.
+		var budget time.Duration
+		if c.IsSet("wait") {
+			budget = min(checkMaxAsk, max(wait-time.Since(start), checkMinAsk))
+		}
+		out, err = checkOnce(c.Context, cl, budget)
 		if (err == nil && out.Converged) || !c.IsSet("wait") {
 			break
 		}
@@ -172,8 +187,8 @@ func runCheck(c *cli.Context) error {
 // checkOnce asks the daemon to compare the alive nodes' data. Members it
 // could not compare (failed: down or across a partition) come back in
 // Skipped and make the result not converged.
-func checkOnce(ctx context.Context, cl *daemon.Client) (checkResult, error) {
-	res, err := cl.Check(ctx)
+func checkOnce(ctx context.Context, cl *daemon.Client, budget time.Duration) (checkResult, error) {
+	res, err := cl.CheckWithin(ctx, budget)
 	if err != nil {
 		return checkResult{}, err
 	}
