@@ -220,13 +220,13 @@ func printCheck(c *cli.Context, r checkResult) error {
 	case r.Divergent > 1:
 		fmt.Fprintf(w, "diverged: %d keys differ across nodes\n", r.Divergent)
 	case len(r.Reasons) > 0:
-		fmt.Fprintf(w, "not converged: %s (the %d compared hold identical data)\n", strings.Join(r.Reasons, "; "), len(r.Nodes))
+		fmt.Fprintf(w, "not converged: %s %s\n", strings.Join(r.Reasons, "; "), comparedNote(r.Nodes))
 	case len(r.Errors) > 0:
 		were := fmt.Sprintf("%d nodes were", len(r.Errors))
 		if len(r.Errors) == 1 {
 			were = "1 node was"
 		}
-		fmt.Fprintf(w, "not converged: %s not compared (the %d compared hold identical data)\n", were, len(r.Nodes))
+		fmt.Fprintf(w, "not converged: %s not compared %s\n", were, comparedNote(r.Nodes))
 	default: // the digests differed, the keys no longer did
 		fmt.Fprintln(w, "diverged: the nodes' digests differ while writes are in flight; ask again")
 	}
@@ -268,6 +268,19 @@ func printCheck(c *cli.Context, r checkResult) error {
 		fmt.Fprintf(w, "still not converged after %s\n", r.Waited)
 	}
 	return nil
+}
+
+// comparedNote says what the compared nodes showed, when other members
+// made the answer "not converged": identical data, unless there was only
+// one to compare (or none), which shows nothing.
+func comparedNote(nodes []string) string {
+	switch len(nodes) {
+	case 0:
+		return "(no node could be compared)"
+	case 1:
+		return "(only " + nodes[0] + " could be compared)"
+	}
+	return fmt.Sprintf("(the %d compared hold identical data)", len(nodes))
 }
 
 // keyCount formats the nodes' key counts: "12 keys", or "11-12 keys" if
