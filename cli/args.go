@@ -39,7 +39,8 @@ const TypedCommand = "peerctl.typed"
 // ReorderArgs returns args with every flag moved before the arguments of
 // the command it belongs to, and the global flags (--addr) found after
 // the command name moved before it, so that flags may be given before or
-// after arguments. It knows from each flag's definition whether the flag
+// after arguments; a command's own switch (a flag without a value, such as
+// --json) may also come before the command name. It knows from each flag's definition whether the flag
 // takes a value ("--node n2") or not ("--all"; "--all=false" is one
 // token). "--" ends the flags: what follows is arguments, and a "--" is
 // kept in front of the arguments if one of them begins with "-" ("put k --
@@ -60,11 +61,13 @@ func reorderArgs(app *cli.App, args []string) ([]string, int) {
 	global := flagTable(app.Flags)
 	lead := flagTable(app.Flags, "help", "h", "version", "v")
 	out := []string{args[0]}
+	var early []string // a command's own switches before its name: `peerctl --json members`
 	i := 1
 	for ; i < len(args) && isFlag(args[i]); i++ {
 		takes, ok := lead[flagName(args[i])]
 		if !ok {
-			return args, 0
+			early = append(early, args[i])
+			continue
 		}
 		out = append(out, args[i])
 		if takes && !strings.Contains(args[i], "=") && i+1 < len(args) {
@@ -79,7 +82,13 @@ func reorderArgs(app *cli.App, args []string) ([]string, int) {
 	if cmd == nil {
 		return args, 0
 	}
-	moved, rest := reorderCommand(cmd, global, args[i+1:])
+	own := flagTable(cmd.Flags)
+	for _, f := range early {
+		if takes, ok := own[flagName(f)]; !ok || takes {
+			return args, 0 // not a switch of this command: the App says so
+		}
+	}
+	moved, rest := reorderCommand(cmd, global, append(early, args[i+1:]...))
 	out = append(out, moved...)
 	out = append(out, args[i])
 	return append(out, rest...), i

@@ -35,6 +35,13 @@ func TestReorderArgs(t *testing.T) {
 		{"--bogus members", "--bogus members"}, // unknown global flag: as typed
 		{"agent --data-dir /tmp/pc/n3", "agent --data-dir /tmp/pc/n3"},
 		{"get k --generate-bash-completion", "get k --generate-bash-completion"},
+		// A command's own switch before its name, as if global.
+		{"--json members", "members --json"},
+		{"--addr 127.0.0.1:1 --json get k", "--addr 127.0.0.1:1 get --json k"},
+		{"--json get k --all", "get --json --all k"},
+		{"--node n2 get k", "--node n2 get k"}, // takes a value: as typed, reported
+		{"--json version", "version --json"},
+		{"--json agent --data-dir d", "--json agent --data-dir d"}, // not a switch of agent: as typed
 	}
 	for _, tt := range tests {
 		in := append([]string{"peerctl"}, strings.Fields(tt.in)...)

@@ -17,6 +17,14 @@ import (
 // checkPoll is how often `check --wait` asks again.
 const checkPoll = 200 * time.Millisecond
 
+// With --wait, one ask may take what is left of the wait, at least
+// checkMinAsk (to get any answer at all) and at most checkMaxAsk (the
+// daemon's default budget).
+const (
+	checkMinAsk = 500 * time.Millisecond
+	checkMaxAsk = 5 * time.Second
+)
+
 // checkResult is what `check --json` prints.
 type checkResult struct {
 	Converged bool              `json:"converged"`
@@ -129,7 +137,14 @@ func runCheck(c *cli.Context) error {
 	var out checkResult
 	var err error
 	for {
-		out, err = checkOnce(c.Context, cl)
+		// Each ask is bounded by the time --wait has left (at least
+		// checkMinAsk), so a member that hangs does not hold the answer
+		// past the deadline: the daemon counts it as not compared.
+		var budget time.Duration
+		if c.IsSet("wait") {
+			budget = min(checkMaxAsk, max(wait-time.Since(start), checkMinAsk))
+		}
+		out, err = checkOnce(c.Context, cl, budget)
 		if (err == nil && out.Converged) || !c.IsSet("wait") {
 			break
 		}
@@ -172,8 +187,8 @@ func runCheck(c *cli.Context) error {
 // checkOnce asks the daemon to compare the alive nodes' data. Members it
 // could not compare (failed: down or across a partition) come back in
 // Skipped and make the result not converged.
-func checkOnce(ctx context.Context, cl *daemon.Client) (checkResult, error) {
-	res, err := cl.Check(ctx)
+func checkOnce(ctx context.Context, cl *daemon.Client, budget time.Duration) (checkResult, error) {
+	res, err := cl.CheckWithin(ctx, budget)
 	if err != nil {
 		return checkResult{}, err
 	}
@@ -205,13 +220,13 @@ func printCheck(c *cli.Context, r checkResult) error {
 	case r.Divergent > 1:
 		fmt.Fprintf(w, "diverged: %d keys differ across nodes\n", r.Divergent)
 	case len(r.Reasons) > 0:
-		fmt.Fprintf(w, "not converged: %s (the %d compared hold identical data)\n", strings.Join(r.Reasons, "; "), len(r.Nodes))
+		fmt.Fprintf(w, "not converged: %s %s\n", strings.Join(r.Reasons, "; "), comparedNote(r.Nodes))
 	case len(r.Errors) > 0:
 		were := fmt.Sprintf("%d nodes were", len(r.Errors))
 		if len(r.Errors) == 1 {
 			were = "1 node was"
 		}
-		fmt.Fprintf(w, "not converged: %s not compared (the %d compared hold identical data)\n", were, len(r.Nodes))
+		fmt.Fprintf(w, "not converged: %s not compared %s\n", were, comparedNote(r.Nodes))
 	default: // the digests differed, the keys no longer did
 		fmt.Fprintln(w, "diverged: the nodes' digests differ while writes are in flight; ask again")
 	}
@@ -253,6 +268,19 @@ func printCheck(c *cli.Context, r checkResult) error {
 		fmt.Fprintf(w, "still not converged after %s\n", r.Waited)
 	}
 	return nil
+}
+
+// comparedNote says what the compared nodes showed, when other members
+// made the answer "not converged": identical data, unless there was only
+// one to compare (or none), which shows nothing.
+func comparedNote(nodes []string) string {
+	switch len(nodes) {
+	case 0:
+		return "(no node could be compared)"
+	case 1:
+		return "(only " + nodes[0] + " could be compared)"
+	}
+	return fmt.Sprintf("(the %d compared hold identical data)", len(nodes))
 }
 
 // keyCount formats the nodes' key counts: "12 keys", or "11-12 keys" if

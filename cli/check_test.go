@@ -173,3 +173,21 @@ func TestCheckBadInput(t *testing.T) {
 		t.Errorf("bad check arguments made %d requests; want none", n)
 	}
 }
+
+// A node that sees only itself across a partition compares only itself:
+// the answer says so instead of "the 1 compared hold identical data".
+func TestCheckOnlyOneCompared(t *testing.T) {
+	f := newFaultDaemon(t)
+	res := converged
+	res.Converged, res.Nodes = false, []string{"n1"}
+	res.Skipped = map[string]string{"n2": "unreachable from n1"}
+	res.Reasons = []string{"n2 unreachable from n1: partitioned?"}
+	f.checks = []daemon.CheckResult{res}
+	r := run(t, f.addr(), "", "check")
+	if r.code != 1 {
+		t.Errorf("check through a cut-off n1: code %d; want 1", r.code)
+	}
+	checkLines(t, r.stdout, []string{
+		"not converged: n2 unreachable from n1: partitioned? (only n1 could be compared)",
+	})
+}

@@ -406,6 +406,12 @@ func TestHeal(t *testing.T) {
 		t.Errorf("heal n1, heal --all, heal, heal f-1 sent targets %q; want %q", f.healTargets(), want)
 	}
 
+	f.healed = daemon.HealResult{Healed: []daemon.FaultRecord{loss}, Nodes: []daemon.NodeFaults{{Node: "n1"}}}
+	checkLines(t, mustRun(t, f.addr(), "", "heal", "f-2"), []string{
+		"healed f-2 loss 20% n1",
+		"removed fault f-2 from the cluster; nodes that declared each other failed rejoin now",
+	})
+
 	f.healed = daemon.HealResult{Nodes: []daemon.NodeFaults{{Node: "n1"}, {Node: "n2"}}}
 	if out := mustRun(t, f.addr(), "", "heal", "n2"); out != "no faults in force that named n2\n" {
 		t.Errorf("heal with nothing to heal:\n%s", out)

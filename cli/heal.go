@@ -108,7 +108,10 @@ func runHeal(c *cli.Context, args []string) error {
 	default:
 		fmt.Fprintf(w, "%s are down: they will lift this when they return\n", strings.Join(out.Down, ", "))
 	}
-	_, err = fmt.Fprintf(w, "removed %d %s%s from the cluster; nodes that declared each other failed rejoin now\n",
-		len(out.Healed), plural(len(out.Healed), "fault"), named)
+	what := fmt.Sprintf("%d %s%s", len(out.Healed), plural(len(out.Healed), "fault"), named)
+	if len(out.Healed) == 1 && out.Healed[0].ID == target { // heal ID
+		what = "fault " + target
+	}
+	_, err = fmt.Fprintf(w, "removed %s from the cluster; nodes that declared each other failed rejoin now\n", what)
 	return err
 }

@@ -47,6 +47,10 @@ func TestMembersJSON(t *testing.T) {
 	threeMembers(f)
 	f.members[0].Status = "Failed" // lower-cased even if the daemon did not
 	out := mustRun(t, f.addr(), "", "members", "--json")
+	// --json before the command name, as if it were global, is the same.
+	if before := mustRun(t, f.addr(), "", "--json", "members"); before != out {
+		t.Errorf("--json members printed\n%s\nmembers --json printed\n%s", before, out)
+	}
 	var got []map[string]any
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("members --json: %v\n%s", err, out)

@@ -15,7 +15,7 @@ package daemon
 //	GET    /v1/kv?prefix=P         []KeyInfo, live keys sorted
 //	POST   /v1/kill                202; the process then dies as with kill -9
 //	POST   /v1/leave               202; the node leaves gracefully and exits
-//	GET    /v1/check               CheckResult: do all alive nodes hold the same data?
+//	GET    /v1/check[?timeout=D]   CheckResult: do all alive nodes hold the same data? (fan-out bounded by D, default 5s)
 //	GET    /v1/digest              the node's digest (binary, store/codec.go)
 //	GET    /v1/summaries?b=1,2     summaries of those digest buckets (binary)
 //	POST   /v1/faults ...          fault injection: see faultsapi.go

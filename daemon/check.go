@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/serf/serf"
 
@@ -100,9 +101,34 @@ func (s *httpServer) getRaw(ctx context.Context, api, path string) ([]byte, erro
 	return b, nil
 }
 
+// checkBudget bounds one check's fan-out (the walk of members, then the
+// digests and summaries): a member that has not answered by then, a hung
+// or stopped process, counts as "could not be asked". ?timeout=D asks for
+// less (`check --wait` passes the time it has left) or more, up to
+// maxCheckBudget.
+const (
+	checkBudget    = 5 * time.Second
+	minCheckBudget = 100 * time.Millisecond
+	maxCheckBudget = 30 * time.Second
+)
+
 func (s *httpServer) check(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	alive, skipped, reasons := s.checkMembers(ctx)
+	budget := checkBudget
+	if v := r.URL.Query().Get("timeout"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < minCheckBudget || d > maxCheckBudget {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("check: timeout %q: want a duration from %v to %v", v, minCheckBudget, maxCheckBudget))
+			return
+		}
+		budget = d
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), budget)
+	defer cancel()
+	// The walk gets half the budget, so the digests get the rest even when
+	// a member hangs in both.
+	walkCtx, cancelWalk := context.WithTimeout(ctx, budget/2)
+	alive, skipped, reasons := s.checkMembers(walkCtx)
+	cancelWalk()
 	sort.Slice(alive, func(i, j int) bool { return alive[i].Name < alive[j].Name })
 	res := CheckResult{Digests: map[string]string{}, Keys: map[string]int{}, Errors: map[string]string{}}
 	digests := map[string]*store.Digest{}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -163,5 +164,25 @@ func TestCheckIgnoresMembersThatLeft(t *testing.T) {
 	res, err := NewClient(n1.APIAddr()).Check(context.Background())
 	if err != nil || !res.Converged || !slices.Equal(res.Nodes, []string{"n1", "n2"}) {
 		t.Fatalf("Check after n3 left = %+v, %v; want converged over n1, n2", res, err)
+	}
+}
+
+// ?timeout= bounds a check's fan-out; a bad or absurd value is refused
+// with 400 and a valid one still answers.
+func TestCheckTimeoutParameter(t *testing.T) {
+	n := startNode(t, testConfig(t, "n1", t.TempDir()))
+	for _, v := range []string{"bogus", "0s", "-1s", "99ms", "1h"} {
+		resp, err := http.Get("http://" + n.APIAddr() + "/v1/check?timeout=" + v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("timeout=%s: status %d; want 400", v, resp.StatusCode)
+		}
+	}
+	res, err := NewClient(n.APIAddr()).CheckWithin(context.Background(), 300*time.Millisecond)
+	if err != nil || !res.Converged {
+		t.Errorf("CheckWithin(300ms) = %+v, %v; want converged", res, err)
 	}
 }

@@ -183,6 +183,17 @@ func jsonBody(v any) io.Reader {
 
 // Check compares the data of every alive node.
 func (c *Client) Check(ctx context.Context) (*CheckResult, error) {
+	return c.CheckWithin(ctx, 0)
+}
+
+// CheckWithin is Check with the daemon's fan-out bounded by budget (0: the
+// daemon's default): members that have not answered by then count as not
+// compared.
+func (c *Client) CheckWithin(ctx context.Context, budget time.Duration) (*CheckResult, error) {
+	var q url.Values
+	if budget > 0 {
+		q = url.Values{"timeout": {budget.String()}}
+	}
 	var out CheckResult
-	return &out, c.do(ctx, "GET", c.url("/v1/check", "", nil), nil, &out)
+	return &out, c.do(ctx, "GET", c.url("/v1/check", "", q), nil, &out)
 }

@@ -378,6 +378,10 @@ func (a *Agent) rejoinLost() {
 	go func() {
 		defer a.rejoining.Store(false)
 		n, err := a.serf.Join(addrs, true)
-		a.log.Info("rejoin after heal", "tried", len(addrs), "contacted", n, "err", err)
+		if err != nil {
+			a.log.Info("rejoin after heal", "tried", len(addrs), "contacted", n, "err", oneLineErr(err))
+			return
+		}
+		a.log.Info("rejoin after heal", "tried", len(addrs), "contacted", n)
 	}()
 }

@@ -2,11 +2,14 @@ package daemon
 
 import (
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -151,4 +154,58 @@ func TestKnownMembersFileFollowsMembership(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// lockedBuffer is a log sink safe for the agent's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// The rejoin after a heal logs a failed join on one line, like the join
+// loop: serf's multi-error ("1 error occurred:\n\t* ...") used to spill
+// over several lines.
+func TestRejoinAfterHealLogsOneLine(t *testing.T) {
+	logs := &lockedBuffer{}
+	cfg := testConfig(t, "n1", t.TempDir())
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	n := startNode(t, cfg)
+	// A member the fault table names, at an address where no one listens.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	n.fstate.mu.Lock()
+	n.fstate.table["f-1"] = FaultRecord{ID: "f-1", Request: FaultRequest{Kind: ReqIsolate, Nodes: []string{"ghost"}},
+		Members: []Endpoint{{Name: "n1"}, {Name: "ghost", Gossip: dead}}, Created: time.Now(), Healed: time.Now()}
+	n.fstate.mu.Unlock()
+	n.rejoinLost()
+	waitFor(t, 10*time.Second, "the rejoin is logged", func() error {
+		if !strings.Contains(logs.String(), `msg="rejoin after heal"`) {
+			return fmt.Errorf("no rejoin line yet")
+		}
+		return nil
+	})
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "rejoin after heal") && !strings.Contains(line, "failed to join "+dead) {
+			t.Errorf("rejoin line does not say why: %s", line)
+		}
+	}
+	if out := logs.String(); strings.Contains(out, "error occurred") || strings.Contains(out, "\t* ") {
+		t.Errorf("a multi-line serf error in the log:\n%s", out)
+	}
 }

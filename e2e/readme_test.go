@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -214,19 +213,14 @@ func (w *readmeWorld) cli(args []string) procs.Result {
 // TestREADMECommands runs the command lines of README.md's "Manual use"
 // and "Breaking things on purpose" blocks, read from README.md itself so
 // the README cannot drift from what peerctl does: flags after arguments
-// (`get greeting --all`) included. "Breaking things" names five nodes;
-// the test adds n4 and n5 to the manual-use cluster, in the same style.
+// (`get greeting --all`) included. "Breaking things" starts n4 and n5
+// itself: a reader following the README word for word has five nodes.
 func TestREADMECommands(t *testing.T) {
 	t.Parallel()
 	w := &readmeWorld{t: t, base: procs.FreePorts(t, 10), dir: t.TempDir(),
 		nodes: map[string]node{}, procs: map[string]*procs.Proc{}}
 	for _, c := range readmeBlocks(t, "Manual use") {
 		w.run(c)
-	}
-	for _, n := range []string{"n4", "n5"} {
-		k := map[string]int{"n4": 6, "n5": 8}[n]
-		line := fmt.Sprintf("peerctl agent --name %s --bind 127.0.0.1:%d --api 127.0.0.1:%d --data-dir /tmp/pc/%s --join 127.0.0.1:7946", n, 7946+k, 7947+k, n)
-		w.run(readmeCommand{line: line, args: strings.Fields(line)[1:]})
 	}
 	for _, c := range readmeBlocks(t, "Breaking things") {
 		w.run(c)
