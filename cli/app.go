@@ -16,7 +16,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 // DefaultAddr is the API address client commands call unless --addr or
@@ -34,7 +34,7 @@ func newApp(create createFunc) *cli.App {
 	app := &cli.App{
 		Name:    "peerctl",
 		Usage:   "a peer-to-peer gossip key-value store: daemon and client in one binary",
-		Version: fmt.Sprintf("%s (%s, %s/%s)", daemon.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH),
+		Version: fmt.Sprintf("%s (%s, %s/%s)", api.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH),
 		UsageText: `peerctl agent --name NAME --data-dir DIR [--join HOST:PORT]   run a daemon
 peerctl [--addr HOST:PORT] COMMAND [options] [args]          ask a daemon
                                                              (--addr: HOST:PORT or http://HOST:PORT)

@@ -30,7 +30,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 func benchCommand() *cli.Command {
@@ -114,8 +114,8 @@ func benchOptions(c *cli.Context) (*benchOpts, error) {
 	if o.reps < 1 {
 		return nil, fmt.Errorf("--reps %d: want at least 1", o.reps)
 	}
-	if !slices.Contains(daemon.Profiles, o.profile) {
-		return nil, fmt.Errorf("--profile %q: want one of %s", o.profile, strings.Join(daemon.Profiles, ", "))
+	if !slices.Contains(api.Profiles, o.profile) {
+		return nil, fmt.Errorf("--profile %q: want one of %s", o.profile, strings.Join(api.Profiles, ", "))
 	}
 	o.exe = c.String("peerctl")
 	if o.exe == "" {
@@ -432,7 +432,7 @@ func fmtFigure(v float64, unit string) string {
 func machineInfo() benchMachine {
 	m := benchMachine{
 		NumCPU: runtime.NumCPU(), GoVersion: runtime.Version(),
-		OS: runtime.GOOS + "/" + runtime.GOARCH, Peerctl: daemon.Version, LoadStart: loadAvg(),
+		OS: runtime.GOOS + "/" + runtime.GOARCH, Peerctl: api.Version, LoadStart: loadAvg(),
 	}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {

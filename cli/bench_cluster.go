@@ -17,7 +17,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 // benchCluster is one repetition's cluster: N agents started through the
@@ -32,7 +32,7 @@ type benchCluster struct {
 	names []string
 	extra []string // agent flags after those of agentArgs, also on restart
 	hc    *http.Client
-	cs    []*daemon.Client // by node index
+	cs    []*api.Client // by node index
 
 	mu      sync.Mutex         // guards the fields below
 	procs   []*child           // by node index, the latest process
@@ -93,7 +93,7 @@ func newBenchCluster(o *benchOpts, n int, extra ...string) (*benchCluster, error
 	}
 	for _, nd := range cl.nodes {
 		cl.names = append(cl.names, nd.Name)
-		cl.cs = append(cl.cs, daemon.NewClientWith(nd.API, cl.hc))
+		cl.cs = append(cl.cs, api.NewClientWith(nd.API, cl.hc))
 	}
 	return cl, nil
 }
@@ -348,8 +348,8 @@ func (cl *benchCluster) eachNode(idx []int, fn func(k, i int) error) []error {
 }
 
 // members asks each node in idx for its member list.
-func (cl *benchCluster) members(ctx context.Context, idx []int) ([][]daemon.Member, []error) {
-	views := make([][]daemon.Member, len(idx))
+func (cl *benchCluster) members(ctx context.Context, idx []int) ([][]api.Member, []error) {
+	views := make([][]api.Member, len(idx))
 	errs := cl.eachNode(idx, func(k, i int) error {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
@@ -361,8 +361,8 @@ func (cl *benchCluster) members(ctx context.Context, idx []int) ([][]daemon.Memb
 }
 
 // infos asks each node in idx for its Info.
-func (cl *benchCluster) infos(ctx context.Context, idx []int) ([]*daemon.Info, error) {
-	out := make([]*daemon.Info, len(idx))
+func (cl *benchCluster) infos(ctx context.Context, idx []int) ([]*api.Info, error) {
+	out := make([]*api.Info, len(idx))
 	errs := cl.eachNode(idx, func(k, i int) error {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()

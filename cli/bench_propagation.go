@@ -29,7 +29,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 func benchPropagationCommand() *cli.Command {
@@ -353,7 +353,7 @@ func formTimeout(n int) time.Duration { return 60*time.Second + time.Duration(n)
 
 // injectDelay delays every message of every node by d.
 func injectDelay(ctx context.Context, cl *benchCluster, d time.Duration) error {
-	res, err := cl.cs[0].InjectFault(ctx, daemon.FaultRequest{Kind: daemon.ReqDelay, Nodes: []string{"*"}, Delay: d, Reason: "bench"})
+	res, err := cl.cs[0].InjectFault(ctx, api.FaultRequest{Kind: api.ReqDelay, Nodes: []string{"*"}, Delay: d, Reason: "bench"})
 	if err != nil {
 		return fmt.Errorf("install delay: %w", err)
 	}

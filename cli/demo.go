@@ -14,7 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 // Deadlines of the demo's steps. The whole tour takes about 10 s on a
@@ -508,7 +508,7 @@ func staleNote(v string) string {
 
 // demoWrite is an acknowledged put.
 type demoWrite struct {
-	*daemon.WriteResult
+	*api.WriteResult
 	value string
 }
 
@@ -586,9 +586,9 @@ func (d *demo) summary() {
 	tw.Flush()
 }
 
-func sortedMembers(ms []daemon.Member) []daemon.Member {
-	out := append([]daemon.Member(nil), ms...)
-	slices.SortFunc(out, func(a, b daemon.Member) int { return cmp.Compare(a.Name, b.Name) })
+func sortedMembers(ms []api.Member) []api.Member {
+	out := append([]api.Member(nil), ms...)
+	slices.SortFunc(out, func(a, b api.Member) int { return cmp.Compare(a.Name, b.Name) })
 	return out
 }
 

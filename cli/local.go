@@ -30,7 +30,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 // localNode is one agent of a local cluster and the addresses it uses.
@@ -371,8 +371,8 @@ func waitFor(ctx context.Context, timeout, interval time.Duration, cond func(ctx
 
 // memberViews asks each node's API for its member list, concurrently. A
 // node that cannot be asked has a nil list and an error.
-func memberViews(ctx context.Context, nodes []localNode) ([][]daemon.Member, []error) {
-	views := make([][]daemon.Member, len(nodes))
+func memberViews(ctx context.Context, nodes []localNode) ([][]api.Member, []error) {
+	views := make([][]api.Member, len(nodes))
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
@@ -388,12 +388,12 @@ func memberViews(ctx context.Context, nodes []localNode) ([][]daemon.Member, []e
 
 // apiClient returns a client for the daemon at addr with a short timeout:
 // the launcher polls, and a hung request must not outlast a step.
-func apiClient(addr string) *daemon.Client {
-	return daemon.NewClientWith(addr, &http.Client{Timeout: 2 * time.Second})
+func apiClient(addr string) *api.Client {
+	return api.NewClientWith(addr, &http.Client{Timeout: 2 * time.Second})
 }
 
 // statusIn returns name's status in a member list, or "unknown".
-func statusIn(ms []daemon.Member, name string) string {
+func statusIn(ms []api.Member, name string) string {
 	for _, m := range ms {
 		if m.Name == name {
 			return m.Status
