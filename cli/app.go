@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/peerctl/peerctl/internal/api"
+	"github.com/peerctl/peerctl/internal/bench"
 )
 
 // DefaultAddr is the API address client commands call unless --addr or
@@ -107,6 +108,13 @@ func commands(create createFunc) []*cli.Command {
 		versionCommand(),
 		completionCommand(),
 	}
+}
+
+// benchCommand is `peerctl bench`, from the benchmark harness.
+func benchCommand() *cli.Command {
+	c := bench.Command()
+	c.Category = catTools
+	return c
 }
 
 // Help categories.

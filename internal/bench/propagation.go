@@ -1,4 +1,4 @@
-package cli
+package bench
 
 // bench propagation: writes of unique keys at random nodes at a fixed rate
 // (open loop: a write is sent on schedule whether or not earlier ones were
@@ -30,6 +30,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/peerctl/peerctl/internal/api"
+	"github.com/peerctl/peerctl/internal/cluster"
 )
 
 func benchPropagationCommand() *cli.Command {
@@ -602,7 +603,7 @@ func burstRun(ctx context.Context, o *benchOpts, cl *benchCluster, prefix string
 		return 0, fmt.Errorf("burst: %w", err)
 	}
 	var last int64
-	err := waitFor(ctx, p.Settle, 100*time.Millisecond, func(ctx context.Context) (bool, string) {
+	err := cluster.WaitFor(ctx, p.Settle, 100*time.Millisecond, func(ctx context.Context) (bool, string) {
 		last = 0
 		for i := range cl.nodes {
 			a, err := arrivalsAt(ctx, cl, i, prefix)

@@ -1,20 +1,22 @@
-package cli
-
-// `peerctl bench WORKLOAD` measures a real cluster: it starts agents of the
-// peerctl binary on loopback through the local-cluster launcher (local.go),
+// Package bench is the benchmark harness behind `peerctl bench WORKLOAD`
+// (Command). It measures a real cluster: it starts agents of the
+// peerctl binary on loopback through the local-cluster launcher (internal/cluster),
 // runs a workload against them, and prints every figure with its method
 // (N, rate, duration, repetitions) as the median of the repetitions and
 // their min–max spread. Each repetition runs on a fresh cluster in a fresh
 // temporary directory. Every daemon it starts is killed by PID when the
 // repetition ends, also on error or Ctrl-C; the kernel kills them if
-// peerctl itself dies (local_linux.go).
+// peerctl itself dies (cluster/attr_linux.go).
 //
-// The workloads live in bench_*.go: propagation, detection, catchup,
-// throughput, memory. Shared here: flags, the repetition loop, the result
-// type and its table and JSON output.
+// The workloads live in their own files: propagation, detection, catchup,
+// throughput, memory; cluster.go runs one repetition's cluster. Shared
+// here: flags, the repetition loop, the result type and its table and JSON
+// output.
+package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +28,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -33,11 +36,11 @@ import (
 	"github.com/peerctl/peerctl/internal/api"
 )
 
-func benchCommand() *cli.Command {
+// Command is the `bench` command; the caller sets its help category.
+func Command() *cli.Command {
 	return &cli.Command{
-		Name:     "bench",
-		Category: catTools,
-		Usage:    "measure a local cluster: propagation, failure detection, catch-up, throughput, memory",
+		Name:  "bench",
+		Usage: "measure a local cluster: propagation, failure detection, catch-up, throughput, memory",
 		UsageText: `peerctl bench WORKLOAD [options]
 
 Examples:
@@ -48,7 +51,7 @@ Examples:
    peerctl bench catchup --keys 10000
    peerctl bench throughput --clients 1,16,64
    peerctl bench memory --keys 100000 --max-nodes 25,50,100`,
-		Description: `Starts real daemons of the peerctl binary on free loopback ports, runs a
+		Description: `Starts real daemons of the peerctl binary on free cluster.Loopback ports, runs a
 workload, shows progress on stderr and prints a results table: each figure
 is the median over --reps repetitions (each on a fresh cluster) with the
 min–max spread, next to the public targets it is measured against.
@@ -97,8 +100,12 @@ type benchOpts struct {
 }
 
 func benchOptions(c *cli.Context) (*benchOpts, error) {
-	if err := wantArgs(c, 0, 0); err != nil {
-		return nil, err
+	if c.NArg() > 0 { // as cli's wantArgs(c, 0, 0)
+		usage := c.Command.HelpName
+		if c.Command.ArgsUsage != "" {
+			usage += " " + c.Command.ArgsUsage
+		}
+		return nil, fmt.Errorf("too many arguments %q: usage: %s (see `%s --help`)", c.Args().Slice(), usage, c.Command.HelpName)
 	}
 	o := &benchOpts{
 		nodes: c.Int("nodes"), reps: c.Int("reps"), profile: c.String("profile"),
@@ -476,4 +483,27 @@ func boolFigure(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// printJSON writes v as indented JSON and a newline.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("write json: %w", err)
+	}
+	return nil
+}
+
+// newTable returns a tabwriter for column output; the caller must Flush.
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+}
+
+// plural returns word, with an "s" unless n is 1.
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
 }
