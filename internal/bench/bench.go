@@ -343,7 +343,7 @@ func writeBench(c *cli.Context, o *benchOpts, res *benchResult) error {
 func printBenchTable(w io.Writer, res *benchResult) {
 	fmt.Fprintf(w, "%s\n", res.Method)
 	n := len(res.Reps)
-	tw := newTable(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0) // as the CLI's tables
 	fmt.Fprintf(tw, "FIGURE\tMEDIAN\tRANGE (%d %s)\tTARGETS\n", n, plural(n, "run"))
 	for _, s := range res.Summary {
 		if s.Runs == 0 {
@@ -485,19 +485,17 @@ func boolFigure(b bool) float64 {
 	return 0
 }
 
-// printJSON writes v as indented JSON and a newline.
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
+// printJSON writes the results as indented JSON and a newline, as the
+// CLI's --json does.
+func printJSON(w io.Writer, res *benchResult) error {
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err == nil {
+		_, err = w.Write(append(b, '\n'))
+	}
+	if err != nil {
 		return fmt.Errorf("write json: %w", err)
 	}
 	return nil
-}
-
-// newTable returns a tabwriter for column output; the caller must Flush.
-func newTable(w io.Writer) *tabwriter.Writer {
-	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 }
 
 // plural returns word, with an "s" unless n is 1.

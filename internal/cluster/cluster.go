@@ -117,16 +117,40 @@ func BusyPort(base, n int) (int, error) {
 	return 0, nil
 }
 
+// handed remembers the ports FreePortRange gave out, as a port whose agent
+// has stopped looks free again while a restart of it may still come. It
+// forgets them all when they fill half the range.
+var handed struct {
+	mu    sync.Mutex
+	ports map[int]bool // guarded by mu
+}
+
 // FreePortRange returns a base port such that base..base+n-1 were all free
-// for TCP and UDP on loopback when it looked, chosen at random between
-// portLow and portHigh.
+// for TCP and UDP on loopback when it looked, and not handed out before by
+// this process, chosen at random between portLow and portHigh. It is safe
+// for concurrent use.
 func FreePortRange(n int) (int, error) {
 	if n <= 0 || n > portHigh-portLow {
 		return 0, fmt.Errorf("free port range: cannot find %d ports", n)
 	}
-	for range 100 {
+	handed.mu.Lock()
+	defer handed.mu.Unlock()
+	if handed.ports == nil || len(handed.ports)+n > (portHigh-portLow)/2 {
+		handed.ports = map[int]bool{}
+	}
+	for range 200 {
 		base := portLow + rand.IntN(portHigh-portLow-n+1)
+		taken := false
+		for p := base; p < base+n && !taken; p++ {
+			taken = handed.ports[p]
+		}
+		if taken {
+			continue
+		}
 		if p, _ := BusyPort(base, n); p == 0 {
+			for p := base; p < base+n; p++ {
+				handed.ports[p] = true
+			}
 			return base, nil
 		}
 	}
@@ -148,6 +172,7 @@ type Child struct {
 	// stopping is set when the launcher asks the child to stop, so that an
 	// exit is not reported as unexpected.
 	stopping atomic.Bool
+	termed   atomic.Bool // SIGTERM sent: a second one would make an agent exit at once
 }
 
 // PID returns the child's process ID.
@@ -162,6 +187,33 @@ func (c *Child) Err() error {
 	<-c.done
 	return c.err
 }
+
+// Exited reports whether the child has exited and been reaped.
+func (c *Child) Exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Term sends SIGTERM by PID, once: the agent leaves the cluster and exits;
+// a second SIGTERM would make it exit at once. It marks the exit as
+// expected and does not wait: see Done.
+func (c *Child) Term() error {
+	c.stopping.Store(true)
+	if c.termed.Swap(true) {
+		return nil
+	}
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("stop %s (pid %d): %w", c.Name, c.PID(), err)
+	}
+	return nil
+}
+
+// Termed reports whether Term has been called.
+func (c *Child) Termed() bool { return c.termed.Load() }
 
 // Stopping reports whether the launcher has asked the child to stop, or
 // the caller said it expects the child to exit.
@@ -185,8 +237,10 @@ func (c *Child) Kill() error {
 // PID. It is safe for concurrent use.
 type Launcher struct {
 	Exe string // the program to run; os.Executable() for agents
-	// grace is how long stop waits after SIGTERM before SIGKILL.
+	// Grace is how long Stop waits after SIGTERM before SIGKILL.
 	Grace time.Duration
+	// Env is the children's environment; nil: this process's.
+	Env []string
 
 	mu       sync.Mutex
 	children []*Child // guarded by mu; every child started, in order
@@ -205,8 +259,15 @@ func NewLauncher() (*Launcher, error) {
 // stdout and stderr; nil discards it). It returns once the process has
 // started; the child is reaped when it exits.
 func (l *Launcher) Start(name string, args []string, out io.Writer) (*Child, error) {
+	return l.StartNotify(name, args, out, nil)
+}
+
+// StartNotify is Start, and calls exited, if not nil, with the child and
+// its exit status once it has been reaped, before Done is closed.
+func (l *Launcher) StartNotify(name string, args []string, out io.Writer, exited func(c *Child, err error)) (*Child, error) {
 	cmd := exec.Command(l.Exe, args...)
 	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = l.Env
 	cmd.SysProcAttr = childAttr()
 	// If out is not a file, exec copies through a pipe; don't let a
 	// grandchild that holds the pipe keep Wait from returning.
@@ -217,6 +278,9 @@ func (l *Launcher) Start(name string, args []string, out io.Writer) (*Child, err
 	c := &Child{Name: name, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		c.err = cmd.Wait()
+		if exited != nil {
+			exited(c, c.err)
+		}
 		close(c.done)
 	}()
 	l.mu.Lock()
@@ -230,13 +294,11 @@ func (l *Launcher) Start(name string, args []string, out io.Writer) (*Child, err
 // had already exited.
 func (l *Launcher) Stop(c *Child) error {
 	c.stopping.Store(true)
-	select {
-	case <-c.done:
+	if c.Exited() {
 		return nil
-	default:
 	}
-	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("stop %s (pid %d): %w", c.Name, c.PID(), err)
+	if err := c.Term(); err != nil {
+		return err
 	}
 	t := time.NewTimer(l.Grace)
 	defer t.Stop()
