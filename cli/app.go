@@ -1,6 +1,6 @@
 // Package cli is peerctl's command line: the `agent` command that runs a
 // daemon, and the client commands that call a daemon's HTTP API (see
-// daemon/api.go). One file per command; each is a thin API call plus
+// internal/api). One file per command; each is a thin API call plus
 // formatting, printed from structs this package owns so the API types can
 // change freely.
 //

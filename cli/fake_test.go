@@ -20,7 +20,7 @@ import (
 	"github.com/peerctl/peerctl/internal/api"
 )
 
-// fakeDaemon serves the HTTP API of daemon/api.go from memory, for unit
+// fakeDaemon serves the HTTP API of internal/api from memory, for unit
 // tests of argument handling and formatting. It records the ?node= of
 // every request.
 type fakeDaemon struct {
