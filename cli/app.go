@@ -1,6 +1,6 @@
 // Package cli is peerctl's command line: the `agent` command that runs a
 // daemon, and the client commands that call a daemon's HTTP API (see
-// daemon/api.go). One file per command; each is a thin API call plus
+// internal/api). One file per command; each is a thin API call plus
 // formatting, printed from structs this package owns so the API types can
 // change freely.
 //
@@ -16,7 +16,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
+	"github.com/peerctl/peerctl/internal/bench"
 )
 
 // DefaultAddr is the API address client commands call unless --addr or
@@ -34,7 +35,7 @@ func newApp(create createFunc) *cli.App {
 	app := &cli.App{
 		Name:    "peerctl",
 		Usage:   "a peer-to-peer gossip key-value store: daemon and client in one binary",
-		Version: fmt.Sprintf("%s (%s, %s/%s)", daemon.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH),
+		Version: fmt.Sprintf("%s (%s, %s/%s)", api.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH),
 		UsageText: `peerctl agent --name NAME --data-dir DIR [--join HOST:PORT]   run a daemon
 peerctl [--addr HOST:PORT] COMMAND [options] [args]          ask a daemon
                                                              (--addr: HOST:PORT or http://HOST:PORT)
@@ -107,6 +108,13 @@ func commands(create createFunc) []*cli.Command {
 		versionCommand(),
 		completionCommand(),
 	}
+}
+
+// benchCommand is `peerctl bench`, from the benchmark harness.
+func benchCommand() *cli.Command {
+	c := bench.Command()
+	c.Category = catTools
+	return c
 }
 
 // Help categories.

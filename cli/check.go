@@ -11,7 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 // checkPoll is how often `check --wait` asks again.
@@ -45,7 +45,7 @@ type divergence struct {
 	Versions map[string]string `json:"versions"`
 }
 
-func toCheckResult(r *daemon.CheckResult) checkResult {
+func toCheckResult(r *api.CheckResult) checkResult {
 	out := checkResult{Converged: r.Converged, Nodes: []string{}, Keys: map[string]int{},
 		Divergent: r.Divergent, Sample: []divergence{}}
 	out.Nodes = append(out.Nodes, r.Nodes...)
@@ -187,7 +187,7 @@ func runCheck(c *cli.Context) error {
 // checkOnce asks the daemon to compare the alive nodes' data. Members it
 // could not compare (failed: down or across a partition) come back in
 // Skipped and make the result not converged.
-func checkOnce(ctx context.Context, cl *daemon.Client, budget time.Duration) (checkResult, error) {
+func checkOnce(ctx context.Context, cl *api.Client, budget time.Duration) (checkResult, error) {
 	res, err := cl.CheckWithin(ctx, budget)
 	if err != nil {
 		return checkResult{}, err

@@ -5,15 +5,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 var (
-	converged = daemon.CheckResult{Converged: true, Nodes: []string{"n1", "n2", "n3"},
+	converged = api.CheckResult{Converged: true, Nodes: []string{"n1", "n2", "n3"},
 		Keys: map[string]int{"n1": 12, "n2": 12, "n3": 12}}
-	diverged = daemon.CheckResult{Nodes: []string{"n1", "n2", "n3"},
+	diverged = api.CheckResult{Nodes: []string{"n1", "n2", "n3"},
 		Keys: map[string]int{"n1": 12, "n2": 11, "n3": 12}, Divergent: 2, Buckets: 2,
-		Sample: []daemon.Divergence{
+		Sample: []api.Divergence{
 			{Key: "a", Versions: map[string]string{"n1": "5@n1", "n2": "", "n3": "5@n1"}},
 			{Key: "b", Versions: map[string]string{"n1": "7@n3", "n2": "6@n2", "n3": "deleted@7@n3"}},
 		}}
@@ -21,7 +21,7 @@ var (
 
 func TestCheckConverged(t *testing.T) {
 	f := newFaultDaemon(t)
-	f.checks = []daemon.CheckResult{converged}
+	f.checks = []api.CheckResult{converged}
 	r := run(t, f.addr(), "", "check")
 	if r.code != 0 || r.stdout != "converged: 3 nodes hold identical data (12 keys)\n" {
 		t.Errorf("check when converged: code %d, output %q", r.code, r.stdout)
@@ -32,7 +32,7 @@ func TestCheckConverged(t *testing.T) {
 // where the node lacks the key.
 func TestCheckDiverged(t *testing.T) {
 	f := newFaultDaemon(t)
-	f.checks = []daemon.CheckResult{diverged}
+	f.checks = []api.CheckResult{diverged}
 	r := run(t, f.addr(), "", "check")
 	if r.code != 1 {
 		t.Errorf("check when diverged: code %d; want 1", r.code)
@@ -50,7 +50,7 @@ func TestCheckDiverged(t *testing.T) {
 	// More divergent keys than the sample shows.
 	many := diverged
 	many.Divergent = 57
-	f.checks = []daemon.CheckResult{many}
+	f.checks = []api.CheckResult{many}
 	if r := run(t, f.addr(), "", "check"); !strings.Contains(r.stdout, "(showing 2 of 57 keys)") {
 		t.Errorf("check with 57 divergent keys:\n%s", r.stdout)
 	}
@@ -62,7 +62,7 @@ func TestCheckUnreachable(t *testing.T) {
 	res := converged
 	res.Converged, res.Nodes = false, []string{"n1", "n2"}
 	res.Errors = map[string]string{"n3": "connection refused"}
-	f.checks = []daemon.CheckResult{res}
+	f.checks = []api.CheckResult{res}
 	r := run(t, f.addr(), "", "check")
 	if r.code != 1 {
 		t.Errorf("check with n3 unreachable: code %d; want 1", r.code)
@@ -77,14 +77,14 @@ func TestCheckUnreachable(t *testing.T) {
 // (say, across a partition) as skipped: not converged.
 func TestCheckFailedMember(t *testing.T) {
 	f := newFaultDaemon(t)
-	f.members = []daemon.Member{{Name: "n1", Status: "alive"}, {Name: "n2", Status: "alive"},
+	f.members = []api.Member{{Name: "n1", Status: "alive"}, {Name: "n2", Status: "alive"},
 		{Name: "n3", Status: "failed"}, {Name: "n4", Status: "left"}}
 	res := converged
 	res.Nodes = []string{"n1", "n2"}
 	res.Converged = false
 	res.Skipped = map[string]string{"n3": "failed"}
 	res.Reasons = []string{"n3 failed"}
-	f.checks = []daemon.CheckResult{res}
+	f.checks = []api.CheckResult{res}
 	r := run(t, f.addr(), "", "check")
 	if r.code != 1 {
 		t.Errorf("check with n3 failed: code %d; want 1", r.code)
@@ -103,7 +103,7 @@ func TestCheckFailedMember(t *testing.T) {
 
 func TestCheckJSON(t *testing.T) {
 	f := newFaultDaemon(t)
-	f.checks = []daemon.CheckResult{diverged}
+	f.checks = []api.CheckResult{diverged}
 	r := run(t, f.addr(), "", "check", "--json")
 	var got checkResult
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
@@ -117,7 +117,7 @@ func TestCheckJSON(t *testing.T) {
 // --wait asks until converged and says how long it took.
 func TestCheckWait(t *testing.T) {
 	f := newFaultDaemon(t)
-	f.checks = []daemon.CheckResult{diverged, diverged, converged}
+	f.checks = []api.CheckResult{diverged, diverged, converged}
 	r := run(t, f.addr(), "", "check", "--wait", "1m")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "converged after ") || !strings.HasSuffix(r.stdout, ": 3 nodes hold identical data (12 keys)\n") {
 		t.Errorf("check --wait: code %d, output %q; want converged after ...", r.code, r.stdout)
@@ -128,7 +128,7 @@ func TestCheckWait(t *testing.T) {
 
 	// Converged at once: one request.
 	f.mu.Lock()
-	f.checks, f.checked = []daemon.CheckResult{converged}, 0
+	f.checks, f.checked = []api.CheckResult{converged}, 0
 	f.mu.Unlock()
 	mustRun(t, f.addr(), "", "check", "--wait", "1m")
 	if n := f.timesChecked(); n != 1 {
@@ -139,7 +139,7 @@ func TestCheckWait(t *testing.T) {
 // When --wait runs out, check reports the last result and exits 1.
 func TestCheckWaitTimeout(t *testing.T) {
 	f := newFaultDaemon(t)
-	f.checks = []daemon.CheckResult{diverged}
+	f.checks = []api.CheckResult{diverged}
 	r := run(t, f.addr(), "", "check", "--wait", "300ms", "--json")
 	var got checkResult
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
@@ -182,7 +182,7 @@ func TestCheckOnlyOneCompared(t *testing.T) {
 	res.Converged, res.Nodes = false, []string{"n1"}
 	res.Skipped = map[string]string{"n2": "unreachable from n1"}
 	res.Reasons = []string{"n2 unreachable from n1: partitioned?"}
-	f.checks = []daemon.CheckResult{res}
+	f.checks = []api.CheckResult{res}
 	r := run(t, f.addr(), "", "check")
 	if r.code != 1 {
 		t.Errorf("check through a cut-off n1: code %d; want 1", r.code)

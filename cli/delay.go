@@ -6,10 +6,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
-// maxDelay is the longest delay the daemon accepts (daemon.Rule).
+// maxDelay is the longest delay the daemon accepts (api.Rule).
 const maxDelay = time.Minute
 
 func delayCommand() *cli.Command {
@@ -53,7 +53,7 @@ fault is cluster state: a node that is down applies it when it returns
 }
 
 func runDelay(c *cli.Context, args []string) error {
-	req, err := faultRequest(c, daemon.ReqDelay)
+	req, err := faultRequest(c, api.ReqDelay)
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
+	"github.com/peerctl/peerctl/internal/cluster"
 )
 
 // Deadlines of the demo's steps. The whole tour takes about 10 s on a
@@ -39,7 +40,7 @@ Examples:
    go run . demo
    peerctl demo --nodes 7 --keep`,
 		Description: `Starts a cluster of N agents (5 by default) in a temporary directory on free
-loopback ports and walks through what peerctl does, checking each step and
+cluster.Loopback ports and walks through what peerctl does, checking each step and
 timing it: a write at one node reaching all of them; a node killed as with
 kill -9, and how long the others take to declare it failed; a write while
 it is down; the node restarted on its own data and catching up.
@@ -59,10 +60,10 @@ step did not hold, and the error names the step.`,
 // demo is one run of the tour.
 type demo struct {
 	w        io.Writer
-	l        *launcher
+	l        *cluster.Launcher
 	dir      string
-	nodes    []localNode
-	children map[string]*child // by node name, the latest process of each
+	nodes    []cluster.Node
+	children map[string]*cluster.Child // by node name, the latest process of each
 	step     int
 	timings  [][2]string // summary rows: what, how long
 	// lastWrite is the latest value written, which the restarted node must
@@ -91,12 +92,12 @@ func runDemo(c *cli.Context) (err error) {
 	if n < 3 {
 		return fmt.Errorf("--nodes %d: the tour needs at least 3", n)
 	}
-	l, err := newLauncher()
+	l, err := cluster.NewLauncher()
 	if err != nil {
 		return err
 	}
-	l.grace = 5 * time.Second
-	base, err := freePortRange(2 * n)
+	l.Grace = 5 * time.Second
+	base, err := cluster.FreePortRange(2 * n)
 	if err != nil {
 		return err
 	}
@@ -104,11 +105,11 @@ func runDemo(c *cli.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("demo directory: %w", err)
 	}
-	d := &demo{w: c.App.Writer, l: l, dir: dir, nodes: localNodes(n, base, dir), children: map[string]*child{}}
+	d := &demo{w: c.App.Writer, l: l, dir: dir, nodes: cluster.Layout(n, base, dir), children: map[string]*cluster.Child{}}
 	defer func() {
 		// A node that needs SIGKILL to stop is worth a look, but the
 		// tour itself held.
-		serr := d.l.stopAll()
+		serr := d.l.StopAll()
 		if serr != nil {
 			d.say("warning: %v", serr)
 		}
@@ -173,8 +174,8 @@ func (d *demo) timing(what string, dur time.Duration) {
 }
 
 // others returns the nodes other than name.
-func (d *demo) others(name string) []localNode {
-	var out []localNode
+func (d *demo) others(name string) []cluster.Node {
+	var out []cluster.Node
 	for _, n := range d.nodes {
 		if n.Name != name {
 			out = append(out, n)
@@ -192,7 +193,7 @@ func (d *demo) start(name string, args []string) error {
 		return fmt.Errorf("log file for %s: %w", name, err)
 	}
 	defer f.Close() // the child has its own copy
-	ch, err := d.l.start(name, args, f)
+	ch, err := d.l.Start(name, args, f)
 	if err != nil {
 		return err
 	}
@@ -218,10 +219,10 @@ func (d *demo) exited() error {
 	return nil
 }
 
-// waitFor is waitFor that also fails as soon as a node has exited.
+// waitFor is cluster.WaitFor that also fails as soon as a node has exited.
 func (d *demo) waitFor(ctx context.Context, timeout, interval time.Duration, cond func(ctx context.Context) (bool, string)) error {
 	var exitErr error
-	err := waitFor(ctx, timeout, interval, func(ctx context.Context) (bool, string) {
+	err := cluster.WaitFor(ctx, timeout, interval, func(ctx context.Context) (bool, string) {
 		if exitErr = d.exited(); exitErr != nil {
 			return true, ""
 		}
@@ -237,7 +238,7 @@ func (d *demo) printLogs() {
 	d.say("")
 	d.say("The nodes' logs are kept in %s. Their last lines:", d.dir)
 	for _, n := range d.nodes {
-		for _, line := range tailFile(d.logPath(n.Name), 3) {
+		for _, line := range cluster.TailFile(d.logPath(n.Name), 3) {
 			d.say("  %s| %s", n.Name, line)
 		}
 	}
@@ -256,12 +257,12 @@ func (d *demo) form(ctx context.Context) error {
 		if i > 0 {
 			join = []string{first.Gossip}
 		}
-		if err := d.start(n.Name, n.agentArgs("local", "", join)); err != nil {
+		if err := d.start(n.Name, n.AgentArgs("local", "", join)); err != nil {
 			return err
 		}
 	}
 	err := d.waitFor(ctx, demoFormTimeout, demoPoll, func(ctx context.Context) (bool, string) {
-		return allAlive(ctx, d.nodes, names)
+		return cluster.AllAlive(ctx, d.nodes, names)
 	})
 	if err != nil {
 		return err
@@ -275,7 +276,7 @@ func (d *demo) form(ctx context.Context) error {
 	}
 	d.timing("cluster formed", took)
 
-	ms, err := apiClient(first.API).Members(ctx, "")
+	ms, err := cluster.Client(first.API).Members(ctx, "")
 	if err != nil {
 		return fmt.Errorf("members at %s: %w", first.Name, err)
 	}
@@ -307,7 +308,7 @@ func (d *demo) replicate(ctx context.Context) error {
 	d.note("ok: all %d nodes had it %s after the write (the last: %s).", len(d.nodes), fmtDur(last.d), last.node)
 	d.timing("write reached all nodes", last.d)
 
-	rows, err := apiClient(d.nodes[1].API).GetAll(ctx, "greeting")
+	rows, err := cluster.Client(d.nodes[1].API).GetAll(ctx, "greeting")
 	if err != nil {
 		return fmt.Errorf("get --all at %s: %w", d.nodes[1].Name, err)
 	}
@@ -335,10 +336,10 @@ func (d *demo) detect(ctx context.Context) error {
 	d.note("peerctl --addr %s kill %s", via.API, victim.Name)
 	d.note("%s exits at once, as with kill -9: no goodbye. The others must notice.", victim.Name)
 	ch := d.children[victim.Name]
-	if err := apiClient(via.API).Kill(ctx, victim.Name); err != nil {
+	if err := cluster.Client(via.API).Kill(ctx, victim.Name); err != nil {
 		return fmt.Errorf("kill %s through %s: %w", victim.Name, via.Name, err)
 	}
-	ch.expectExit()
+	ch.ExpectExit()
 	select {
 	case <-ch.Done():
 	case <-time.After(5 * time.Second):
@@ -359,7 +360,7 @@ func (d *demo) detect(ctx context.Context) error {
 	failed := map[string]time.Duration{}
 	var order []string
 	err := d.waitFor(ctx, demoDetectTimeout, demoPoll, func(ctx context.Context) (bool, string) {
-		views, errs := memberViews(ctx, survivors)
+		views, errs := cluster.MemberViews(ctx, survivors)
 		now := time.Since(died)
 		mu.Lock()
 		defer mu.Unlock()
@@ -369,7 +370,7 @@ func (d *demo) detect(ctx context.Context) error {
 				why = fmt.Sprintf("%s does not answer: %v", s.Name, errs[i])
 				continue
 			}
-			switch st := statusIn(views[i], victim.Name); st {
+			switch st := cluster.StatusIn(views[i], victim.Name); st {
 			case "failed":
 				if _, ok := failed[s.Name]; !ok {
 					failed[s.Name] = now
@@ -445,7 +446,7 @@ func (d *demo) rejoin(ctx context.Context) error {
 		stale                         string // a value it held before catching up
 		digest                        string
 	)
-	api := apiClient(victim.API)
+	api := cluster.Client(victim.API)
 	err := d.waitFor(ctx, demoRejoinTimeout, demoPoll, func(ctx context.Context) (bool, string) {
 		now := time.Since(start)
 		info, err := api.Info(ctx, "")
@@ -456,7 +457,7 @@ func (d *demo) rejoin(ctx context.Context) error {
 			answered = now
 		}
 		if alive == 0 {
-			if ok, why := allAlive(ctx, survivors, []string{victim.Name}); !ok {
+			if ok, why := cluster.AllAlive(ctx, survivors, []string{victim.Name}); !ok {
 				return false, why
 			}
 			alive = time.Since(start)
@@ -475,7 +476,7 @@ func (d *demo) rejoin(ctx context.Context) error {
 			latest = time.Since(start)
 		}
 		for _, s := range survivors {
-			si, err := apiClient(s.API).Info(ctx, "")
+			si, err := cluster.Client(s.API).Info(ctx, "")
 			if err != nil {
 				return false, fmt.Sprintf("info at %s: %v", s.Name, err)
 			}
@@ -508,13 +509,13 @@ func staleNote(v string) string {
 
 // demoWrite is an acknowledged put.
 type demoWrite struct {
-	*daemon.WriteResult
+	*api.WriteResult
 	value string
 }
 
 // put writes key=value at node n and says so.
-func (d *demo) put(ctx context.Context, n localNode, key, value string) (demoWrite, error) {
-	wr, err := apiClient(n.API).Put(ctx, "", key, []byte(value))
+func (d *demo) put(ctx context.Context, n cluster.Node, key, value string) (demoWrite, error) {
+	wr, err := cluster.Client(n.API).Put(ctx, "", key, []byte(value))
 	if err != nil {
 		return demoWrite{}, fmt.Errorf("put %s at %s: %w", key, n.Name, err)
 	}
@@ -531,12 +532,12 @@ type arrival struct {
 
 // awaitVersion polls every node in nodes until each holds key at version,
 // and returns the last to get it.
-func (d *demo) awaitVersion(ctx context.Context, nodes []localNode, key, version string) (last arrival, err error) {
+func (d *demo) awaitVersion(ctx context.Context, nodes []cluster.Node, key, version string) (last arrival, err error) {
 	start := time.Now()
 	got := map[string]time.Duration{}
 	err = d.waitFor(ctx, demoReplicateTimeout, demoPollWrite, func(ctx context.Context) (bool, string) {
 		why := ""
-		var pending []localNode
+		var pending []cluster.Node
 		for _, n := range nodes {
 			if _, ok := got[n.Name]; !ok {
 				pending = append(pending, n)
@@ -548,7 +549,7 @@ func (d *demo) awaitVersion(ctx context.Context, nodes []localNode, key, version
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				kv, err := apiClient(n.API).Get(ctx, "", key)
+				kv, err := cluster.Client(n.API).Get(ctx, "", key)
 				now := time.Since(start)
 				mu.Lock()
 				defer mu.Unlock()
@@ -586,9 +587,9 @@ func (d *demo) summary() {
 	tw.Flush()
 }
 
-func sortedMembers(ms []daemon.Member) []daemon.Member {
-	out := append([]daemon.Member(nil), ms...)
-	slices.SortFunc(out, func(a, b daemon.Member) int { return cmp.Compare(a.Name, b.Name) })
+func sortedMembers(ms []api.Member) []api.Member {
+	out := append([]api.Member(nil), ms...)
+	slices.SortFunc(out, func(a, b api.Member) int { return cmp.Compare(a.Name, b.Name) })
 	return out
 }
 

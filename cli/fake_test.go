@@ -17,20 +17,20 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
-// fakeDaemon serves the HTTP API of daemon/api.go from memory, for unit
+// fakeDaemon serves the HTTP API of internal/api from memory, for unit
 // tests of argument handling and formatting. It records the ?node= of
 // every request.
 type fakeDaemon struct {
 	srv *httptest.Server
 
 	mu      sync.Mutex // guards the fields below
-	members []daemon.Member
-	info    daemon.Info
-	kv      map[string]daemon.KV
-	all     map[string][]daemon.NodeKV // GET ?all=1 answers, by key
+	members []api.Member
+	info    api.Info
+	kv      map[string]api.KV
+	all     map[string][]api.NodeKV // GET ?all=1 answers, by key
 	clock   uint64
 	nodes   []string // ?node= of each request, "" if absent
 	killed  []string
@@ -42,7 +42,7 @@ const maxValue = 64 << 10
 
 func newFakeDaemon(tb testing.TB) *fakeDaemon {
 	tb.Helper()
-	f := &fakeDaemon{kv: map[string]daemon.KV{}, all: map[string][]daemon.NodeKV{}}
+	f := &fakeDaemon{kv: map[string]api.KV{}, all: map[string][]api.NodeKV{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/members", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusOK, f.members)
@@ -51,10 +51,10 @@ func newFakeDaemon(tb testing.TB) *fakeDaemon {
 		reply(w, http.StatusOK, f.info)
 	})
 	mux.HandleFunc("GET /v1/kv", func(w http.ResponseWriter, r *http.Request) {
-		out := []daemon.KeyInfo{}
+		out := []api.KeyInfo{}
 		for k, e := range f.kv {
 			if strings.HasPrefix(k, r.URL.Query().Get("prefix")) {
-				out = append(out, daemon.KeyInfo{Key: k, Version: e.Version, TS: e.TS, Origin: e.Origin})
+				out = append(out, api.KeyInfo{Key: k, Version: e.Version, TS: e.TS, Origin: e.Origin})
 			}
 		}
 		sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
@@ -83,14 +83,14 @@ func newFakeDaemon(tb testing.TB) *fakeDaemon {
 		}
 		e := f.write(key, value)
 		f.kv[key] = e
-		reply(w, http.StatusOK, daemon.WriteResult{Key: key, Version: e.Version, TS: e.TS, Origin: e.Origin})
+		reply(w, http.StatusOK, api.WriteResult{Key: key, Version: e.Version, TS: e.TS, Origin: e.Origin})
 	})
 	mux.HandleFunc("DELETE /v1/kv/{key...}", func(w http.ResponseWriter, r *http.Request) {
 		key := r.PathValue("key")
 		_, existed := f.kv[key]
 		delete(f.kv, key)
 		e := f.write(key, nil)
-		reply(w, http.StatusOK, daemon.WriteResult{Key: key, Version: e.Version, TS: e.TS, Origin: e.Origin, Existed: existed})
+		reply(w, http.StatusOK, api.WriteResult{Key: key, Version: e.Version, TS: e.TS, Origin: e.Origin, Existed: existed})
 	})
 	mux.HandleFunc("POST /v1/kill", func(w http.ResponseWriter, r *http.Request) {
 		f.killed = append(f.killed, r.URL.Query().Get("node"))
@@ -111,10 +111,10 @@ func newFakeDaemon(tb testing.TB) *fakeDaemon {
 }
 
 // write makes the next entry for key; the caller holds f.mu.
-func (f *fakeDaemon) write(key string, value []byte) daemon.KV {
+func (f *fakeDaemon) write(key string, value []byte) api.KV {
 	f.clock++
 	t := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC).Add(time.Duration(f.clock) * time.Millisecond)
-	return daemon.KV{Key: key, Value: value, Version: fmt.Sprintf("v%d@n1", f.clock), TS: f.clock, Origin: "n1", Time: t}
+	return api.KV{Key: key, Value: value, Version: fmt.Sprintf("v%d@n1", f.clock), TS: f.clock, Origin: "n1", Time: t}
 }
 
 // addr is the fake's host:port, for --addr.

@@ -17,7 +17,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 // faultRule is one rule installed on one node, as fault commands print it
@@ -25,7 +25,7 @@ import (
 type faultRule struct {
 	ID     string     `json:"id"`
 	Kind   string     `json:"kind"`   // drop, delay, loss or pause
-	Effect string     `json:"effect"` // daemon.Rule.Describe
+	Effect string     `json:"effect"` // api.Rule.Describe
 	Peers  []string   `json:"peers"`  // empty: all peers
 	Delay  string     `json:"delay,omitempty"`
 	Jitter string     `json:"jitter,omitempty"`
@@ -36,7 +36,7 @@ type faultRule struct {
 	Nodes  []string   `json:"nodes"` // the nodes the command named
 }
 
-func toFaultRule(r daemon.Rule) faultRule {
+func toFaultRule(r api.Rule) faultRule {
 	out := faultRule{ID: r.ID, Kind: r.Kind, Effect: r.Describe(), Peers: []string{}, Rate: r.Rate,
 		Since: r.Since, Reason: r.Reason, Nodes: []string{}}
 	out.Peers = append(out.Peers, r.Peers...)
@@ -63,7 +63,7 @@ type faultNode struct {
 	Error string      `json:"error,omitempty"`
 }
 
-func toFaultNodes(in []daemon.NodeFaults) []faultNode {
+func toFaultNodes(in []api.NodeFaults) []faultNode {
 	out := make([]faultNode, len(in))
 	for i, nf := range in {
 		out[i] = faultNode{Node: nf.Node, Rules: []faultRule{}, Error: nf.Error}
@@ -252,19 +252,19 @@ const maxFaultFor = 7 * 24 * time.Hour
 
 // faultRequest returns the request with the flags every fault command
 // shares: --for, --seed, and the command line as Reason.
-func faultRequest(c *cli.Context, kind string) (daemon.FaultRequest, error) {
+func faultRequest(c *cli.Context, kind string) (api.FaultRequest, error) {
 	d := c.Duration("for")
 	if d < 0 || d > maxFaultFor || (d == 0 && c.IsSet("for")) {
-		return daemon.FaultRequest{}, fmt.Errorf("--for %v: want a duration above 0 and at most %v, or none to last until healed", d, maxFaultFor)
+		return api.FaultRequest{}, fmt.Errorf("--for %v: want a duration above 0 and at most %v, or none to last until healed", d, maxFaultFor)
 	}
-	return daemon.FaultRequest{Kind: kind, For: d, Seed: c.Uint64("seed"), Reason: commandLine(c)}, nil
+	return api.FaultRequest{Kind: kind, For: d, Seed: c.Uint64("seed"), Reason: commandLine(c)}, nil
 }
 
 // injectFault sends req and prints, one line per node involved, what it
 // now does, or that it is down and will apply the fault when it returns.
 // The fault is cluster state once the daemon has recorded it, so a node
 // that could not be reached is not an error.
-func injectFault(c *cli.Context, req daemon.FaultRequest) error {
+func injectFault(c *cli.Context, req api.FaultRequest) error {
 	res, err := client(c).InjectFault(c.Context, req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", req.Kind, err)
@@ -335,7 +335,7 @@ through any node removes them everywhere.`,
 type faultEntry struct {
 	ID      string     `json:"id"`
 	Kind    string     `json:"kind"`  // partition, isolate, pause, delay or loss
-	Fault   string     `json:"fault"` // daemon.FaultRequest.Describe
+	Fault   string     `json:"fault"` // api.FaultRequest.Describe
 	Named   []string   `json:"named"` // nodes the command named: heal NODE heals it
 	Since   time.Time  `json:"since"`
 	Until   *time.Time `json:"until,omitempty"` // absent: until healed

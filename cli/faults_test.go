@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 // faultDaemon adds the fault and check endpoints of daemon/faultsapi.go and
@@ -22,25 +22,25 @@ type faultDaemon struct {
 	srv *httptest.Server
 
 	mu       sync.Mutex // guards the fields below
-	injected []daemon.FaultRequest
-	result   func(daemon.FaultRequest) daemon.FaultResult // POST /v1/faults; nil: every named node gets a rule
-	reject   string                                       // if set, POST /v1/faults answers 400 with it
-	faults   daemon.FaultsView                            // GET /v1/faults?all=1
-	local    map[string][]daemon.Rule                     // GET /v1/faults[?node=], by node ("" the daemon)
-	healed   daemon.HealResult                            // DELETE /v1/faults answer
-	healErr  string                                       // if set, DELETE /v1/faults answers 404 with it
-	targets  []string                                     // ?target= of each heal
-	checks   []daemon.CheckResult                         // GET /v1/check answers in turn; the last repeats
-	checked  int                                          // GET /v1/check calls
-	calls    int                                          // requests to the fault and check endpoints
+	injected []api.FaultRequest
+	result   func(api.FaultRequest) api.FaultResult // POST /v1/faults; nil: every named node gets a rule
+	reject   string                                 // if set, POST /v1/faults answers 400 with it
+	faults   api.FaultsView                         // GET /v1/faults?all=1
+	local    map[string][]api.Rule                  // GET /v1/faults[?node=], by node ("" the daemon)
+	healed   api.HealResult                         // DELETE /v1/faults answer
+	healErr  string                                 // if set, DELETE /v1/faults answers 404 with it
+	targets  []string                               // ?target= of each heal
+	checks   []api.CheckResult                      // GET /v1/check answers in turn; the last repeats
+	checked  int                                    // GET /v1/check calls
+	calls    int                                    // requests to the fault and check endpoints
 }
 
 func newFaultDaemon(tb testing.TB) *faultDaemon {
 	tb.Helper()
-	f := &faultDaemon{fakeDaemon: newFakeDaemon(tb), local: map[string][]daemon.Rule{}}
+	f := &faultDaemon{fakeDaemon: newFakeDaemon(tb), local: map[string][]api.Rule{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/faults", func(w http.ResponseWriter, r *http.Request) {
-		var req daemon.FaultRequest
+		var req api.FaultRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 			reply(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
@@ -54,10 +54,10 @@ func newFaultDaemon(tb testing.TB) *faultDaemon {
 			reply(w, http.StatusOK, f.result(req))
 			return
 		}
-		res := daemon.FaultResult{ID: "f-0000beef"}
+		res := api.FaultResult{ID: "f-0000beef"}
 		for _, n := range append(req.Nodes, flatten(req.Groups)...) {
-			res.Nodes = append(res.Nodes, daemon.NodeFaults{Node: n,
-				Rules: []daemon.Rule{{ID: res.ID, Kind: daemon.FaultPause, Reason: req.Reason}}})
+			res.Nodes = append(res.Nodes, api.NodeFaults{Node: n,
+				Rules: []api.Rule{{ID: res.ID, Kind: api.FaultPause, Reason: req.Reason}}})
 		}
 		reply(w, http.StatusOK, res)
 	})
@@ -106,7 +106,7 @@ func (f *faultDaemon) requests() int {
 
 // lastFault is the latest fault request; it fails the test if there was
 // none.
-func (f *faultDaemon) lastFault(tb testing.TB) daemon.FaultRequest {
+func (f *faultDaemon) lastFault(tb testing.TB) api.FaultRequest {
 	tb.Helper()
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -160,7 +160,7 @@ func TestPartitionSyntaxes(t *testing.T) {
 		f := newFaultDaemon(t)
 		mustRun(t, f.addr(), "", append([]string{"partition"}, tt.args...)...)
 		req := f.lastFault(t)
-		if req.Kind != daemon.ReqPartition || !reflect.DeepEqual(req.Groups, tt.groups) || req.Nodes != nil {
+		if req.Kind != api.ReqPartition || !reflect.DeepEqual(req.Groups, tt.groups) || req.Nodes != nil {
 			t.Errorf("partition %q sent kind %q groups %q nodes %q; want partition %q", tt.args, req.Kind, req.Groups, req.Nodes, tt.groups)
 		}
 		if req.Reason != tt.reason {
@@ -190,23 +190,23 @@ func TestPartitionSyntaxes(t *testing.T) {
 func TestFaultRequests(t *testing.T) {
 	tests := []struct {
 		args []string
-		want daemon.FaultRequest
+		want api.FaultRequest
 	}{
-		{[]string{"pause", "n2"}, daemon.FaultRequest{Kind: "pause", Nodes: []string{"n2"}}},
-		{[]string{"pause", "n2", "n3", "--for", "10s"}, daemon.FaultRequest{Kind: "pause", Nodes: []string{"n2", "n3"}, For: 10 * time.Second}},
-		{[]string{"pause", "--seed", "9", "n2,n3"}, daemon.FaultRequest{Kind: "pause", Nodes: []string{"n2", "n3"}, Seed: 9}},
-		{[]string{"isolate", "n3", "--for", "1m"}, daemon.FaultRequest{Kind: "isolate", Nodes: []string{"n3"}, For: time.Minute}},
-		{[]string{"delay", "n1", "--by", "100ms"}, daemon.FaultRequest{Kind: "delay", Nodes: []string{"n1"}, Delay: 100 * time.Millisecond}},
+		{[]string{"pause", "n2"}, api.FaultRequest{Kind: "pause", Nodes: []string{"n2"}}},
+		{[]string{"pause", "n2", "n3", "--for", "10s"}, api.FaultRequest{Kind: "pause", Nodes: []string{"n2", "n3"}, For: 10 * time.Second}},
+		{[]string{"pause", "--seed", "9", "n2,n3"}, api.FaultRequest{Kind: "pause", Nodes: []string{"n2", "n3"}, Seed: 9}},
+		{[]string{"isolate", "n3", "--for", "1m"}, api.FaultRequest{Kind: "isolate", Nodes: []string{"n3"}, For: time.Minute}},
+		{[]string{"delay", "n1", "--by", "100ms"}, api.FaultRequest{Kind: "delay", Nodes: []string{"n1"}, Delay: 100 * time.Millisecond}},
 		{[]string{"delay", "--by", "100ms", "--jitter", "20ms", "--to", "n2,n3", "--for", "30s", "--seed", "42", "n1"},
-			daemon.FaultRequest{Kind: "delay", Nodes: []string{"n1"}, Peers: []string{"n2", "n3"},
+			api.FaultRequest{Kind: "delay", Nodes: []string{"n1"}, Peers: []string{"n2", "n3"},
 				Delay: 100 * time.Millisecond, Jitter: 20 * time.Millisecond, For: 30 * time.Second, Seed: 42}},
 		{[]string{"delay", "n1", "--by", "50ms", "--to", "n2", "--to", "n3"},
-			daemon.FaultRequest{Kind: "delay", Nodes: []string{"n1"}, Peers: []string{"n2", "n3"}, Delay: 50 * time.Millisecond}},
-		{[]string{"delay", "--all", "--by", "30ms"}, daemon.FaultRequest{Kind: "delay", Nodes: []string{"*"}, Delay: 30 * time.Millisecond}},
-		{[]string{"loss", "n2", "--rate", "0.2"}, daemon.FaultRequest{Kind: "loss", Nodes: []string{"n2"}, Rate: 0.2}},
+			api.FaultRequest{Kind: "delay", Nodes: []string{"n1"}, Peers: []string{"n2", "n3"}, Delay: 50 * time.Millisecond}},
+		{[]string{"delay", "--all", "--by", "30ms"}, api.FaultRequest{Kind: "delay", Nodes: []string{"*"}, Delay: 30 * time.Millisecond}},
+		{[]string{"loss", "n2", "--rate", "0.2"}, api.FaultRequest{Kind: "loss", Nodes: []string{"n2"}, Rate: 0.2}},
 		{[]string{"loss", "n2", "--rate", "0.5", "--to", "n1", "--seed", "3", "--for", "5s"},
-			daemon.FaultRequest{Kind: "loss", Nodes: []string{"n2"}, Peers: []string{"n1"}, Rate: 0.5, Seed: 3, For: 5 * time.Second}},
-		{[]string{"loss", "--rate", "1", "--all"}, daemon.FaultRequest{Kind: "loss", Nodes: []string{"*"}, Rate: 1}},
+			api.FaultRequest{Kind: "loss", Nodes: []string{"n2"}, Peers: []string{"n1"}, Rate: 0.5, Seed: 3, For: 5 * time.Second}},
+		{[]string{"loss", "--rate", "1", "--all"}, api.FaultRequest{Kind: "loss", Nodes: []string{"*"}, Rate: 1}},
 	}
 	for _, tt := range tests {
 		f := newFaultDaemon(t)
@@ -299,12 +299,12 @@ func TestFaultDaemonRejects(t *testing.T) {
 	}
 }
 
-func partitionResult(req daemon.FaultRequest) daemon.FaultResult {
-	rule := func(peers ...string) []daemon.Rule {
-		return []daemon.Rule{{ID: "f-1a2b3c4d", Kind: daemon.FaultDrop, Peers: peers, Reason: req.Reason,
+func partitionResult(req api.FaultRequest) api.FaultResult {
+	rule := func(peers ...string) []api.Rule {
+		return []api.Rule{{ID: "f-1a2b3c4d", Kind: api.FaultDrop, Peers: peers, Reason: req.Reason,
 			Since: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), Nodes: []string{"n1", "n2", "n3"}}}
 	}
-	return daemon.FaultResult{ID: "f-1a2b3c4d", Nodes: []daemon.NodeFaults{
+	return api.FaultResult{ID: "f-1a2b3c4d", Nodes: []api.NodeFaults{
 		{Node: "n2", Rules: rule("n3")},
 		{Node: "n1", Rules: rule("n3")},
 		{Node: "n3", Rules: rule("n1", "n2")},
@@ -335,7 +335,7 @@ func TestFaultOutput(t *testing.T) {
 // when it returns").
 func TestFaultDownNode(t *testing.T) {
 	f := newFaultDaemon(t)
-	f.result = func(req daemon.FaultRequest) daemon.FaultResult {
+	f.result = func(req api.FaultRequest) api.FaultResult {
 		res := partitionResult(req)
 		res.Nodes[2].Error = "dial tcp 127.0.0.1:7967: connection refused"
 		return res
@@ -388,10 +388,10 @@ func TestFaultJSON(t *testing.T) {
 
 func TestHeal(t *testing.T) {
 	f := newFaultDaemon(t)
-	part := daemon.FaultRecord{ID: "f-1", Request: daemon.FaultRequest{Kind: daemon.ReqPartition, Groups: [][]string{{"n1"}, {"n2", "n3"}}, Reason: "partition n1 / n2,n3"}}
-	loss := daemon.FaultRecord{ID: "f-2", Request: daemon.FaultRequest{Kind: daemon.ReqLoss, Nodes: []string{"n1"}, Rate: 0.2}}
-	f.healed = daemon.HealResult{Healed: []daemon.FaultRecord{part, loss},
-		Nodes: []daemon.NodeFaults{{Node: "n1"}, {Node: "n2"}, {Node: "n4", Error: "connection refused"}}}
+	part := api.FaultRecord{ID: "f-1", Request: api.FaultRequest{Kind: api.ReqPartition, Groups: [][]string{{"n1"}, {"n2", "n3"}}, Reason: "partition n1 / n2,n3"}}
+	loss := api.FaultRecord{ID: "f-2", Request: api.FaultRequest{Kind: api.ReqLoss, Nodes: []string{"n1"}, Rate: 0.2}}
+	f.healed = api.HealResult{Healed: []api.FaultRecord{part, loss},
+		Nodes: []api.NodeFaults{{Node: "n1"}, {Node: "n2"}, {Node: "n4", Error: "connection refused"}}}
 	out := mustRun(t, f.addr(), "", "heal", "n1")
 	checkLines(t, out, []string{
 		"healed f-1 partition n1 / n2,n3",
@@ -406,17 +406,17 @@ func TestHeal(t *testing.T) {
 		t.Errorf("heal n1, heal --all, heal, heal f-1 sent targets %q; want %q", f.healTargets(), want)
 	}
 
-	f.healed = daemon.HealResult{Healed: []daemon.FaultRecord{loss}, Nodes: []daemon.NodeFaults{{Node: "n1"}}}
+	f.healed = api.HealResult{Healed: []api.FaultRecord{loss}, Nodes: []api.NodeFaults{{Node: "n1"}}}
 	checkLines(t, mustRun(t, f.addr(), "", "heal", "f-2"), []string{
 		"healed f-2 loss 20% n1",
 		"removed fault f-2 from the cluster; nodes that declared each other failed rejoin now",
 	})
 
-	f.healed = daemon.HealResult{Nodes: []daemon.NodeFaults{{Node: "n1"}, {Node: "n2"}}}
+	f.healed = api.HealResult{Nodes: []api.NodeFaults{{Node: "n1"}, {Node: "n2"}}}
 	if out := mustRun(t, f.addr(), "", "heal", "n2"); out != "no faults in force that named n2\n" {
 		t.Errorf("heal with nothing to heal:\n%s", out)
 	}
-	f.healed = daemon.HealResult{Healed: []daemon.FaultRecord{part}, Nodes: []daemon.NodeFaults{{Node: "n3", Error: "refused"}}}
+	f.healed = api.HealResult{Healed: []api.FaultRecord{part}, Nodes: []api.NodeFaults{{Node: "n3", Error: "refused"}}}
 	var got healOutput
 	if err := json.Unmarshal([]byte(mustRun(t, f.addr(), "", "heal", "--json")), &got); err != nil || len(got.Healed) != 1 ||
 		got.Healed[0].Fault != "partition n1 / n2,n3" || !reflect.DeepEqual(got.Down, []string{"n3"}) {
@@ -441,15 +441,15 @@ func TestFaultsList(t *testing.T) {
 	}
 	since := time.Now().Add(-time.Minute).Truncate(time.Second)
 	until := since.Add(time.Hour)
-	f.faults = daemon.FaultsView{
-		Faults: []daemon.FaultStatus{
-			{FaultRecord: daemon.FaultRecord{ID: "f-1", Created: since, Request: daemon.FaultRequest{Kind: daemon.ReqPause, Nodes: []string{"n1"}, Reason: "pause n1"}},
+	f.faults = api.FaultsView{
+		Faults: []api.FaultStatus{
+			{FaultRecord: api.FaultRecord{ID: "f-1", Created: since, Request: api.FaultRequest{Kind: api.ReqPause, Nodes: []string{"n1"}, Reason: "pause n1"}},
 				Named: []string{"n1"}, Applied: []string{"n1"}},
-			{FaultRecord: daemon.FaultRecord{ID: "f-2", Created: since, Until: until,
-				Request: daemon.FaultRequest{Kind: daemon.ReqDelay, Nodes: []string{"n1"}, Delay: 100 * time.Millisecond, For: time.Hour, Reason: "delay n1 --by 100ms --for 1h"}},
+			{FaultRecord: api.FaultRecord{ID: "f-2", Created: since, Until: until,
+				Request: api.FaultRequest{Kind: api.ReqDelay, Nodes: []string{"n1"}, Delay: 100 * time.Millisecond, For: time.Hour, Reason: "delay n1 --by 100ms --for 1h"}},
 				Named: []string{"n1"}, Applied: []string{"n2"}, Pending: []string{"n1", "n3"}},
 		},
-		Nodes: []daemon.NodeFaults{{Node: "n1"}, {Node: "n2"}, {Node: "n3", Error: "connection refused"}},
+		Nodes: []api.NodeFaults{{Node: "n1"}, {Node: "n2"}, {Node: "n3", Error: "connection refused"}},
 	}
 	out := mustRun(t, f.addr(), "", "faults")
 	s, u := clock(since, time.Now()), clock(until, time.Now())
@@ -498,11 +498,11 @@ func TestMembersFault(t *testing.T) {
 // info shows the node's own rules, asked of the same node as the rest.
 func TestInfoFaults(t *testing.T) {
 	f := newFaultDaemon(t)
-	f.info = daemon.Info{Name: "n2"}
+	f.info = api.Info{Name: "n2"}
 	if out := mustRun(t, f.addr(), "", "info"); !strings.Contains(out, "faults:") || !strings.Contains(out, "none") {
 		t.Errorf("info with no faults:\n%s\nwant faults: none", out)
 	}
-	f.local["n2"] = []daemon.Rule{{ID: "f-9", Kind: daemon.FaultLoss, Rate: 0.2, Peers: []string{"n1"}, Reason: "loss n2 --rate 0.2 --to n1"}}
+	f.local["n2"] = []api.Rule{{ID: "f-9", Kind: api.FaultLoss, Rate: 0.2, Peers: []string{"n1"}, Reason: "loss n2 --rate 0.2 --to n1"}}
 	out := mustRun(t, f.addr(), "", "info", "--node", "n2")
 	if !strings.Contains(out, "f-9 loses 20% of traffic to n1, until healed (loss n2 --rate 0.2 --to n1)") {
 		t.Errorf("info --node n2 lacks its fault:\n%s", out)

@@ -8,7 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 func getCommand() *cli.Command {
@@ -45,7 +45,7 @@ have converged ("converged: all N alive nodes hold version V") or not
 	}
 }
 
-// keyNotFoundError reports a missing key; it wraps daemon.ErrKeyNotFound.
+// keyNotFoundError reports a missing key; it wraps api.ErrKeyNotFound.
 type keyNotFoundError struct{ key, node string }
 
 func (e *keyNotFoundError) Error() string {
@@ -55,7 +55,7 @@ func (e *keyNotFoundError) Error() string {
 	return fmt.Sprintf("key %q not found", e.key)
 }
 
-func (e *keyNotFoundError) Unwrap() error { return daemon.ErrKeyNotFound }
+func (e *keyNotFoundError) Unwrap() error { return api.ErrKeyNotFound }
 
 func runGet(c *cli.Context) error {
 	if err := wantArgs(c, 1, 1); err != nil {
@@ -69,7 +69,7 @@ func runGet(c *cli.Context) error {
 		return getAll(c, key)
 	}
 	e, err := client(c).Get(c.Context, node, key)
-	if errors.Is(err, daemon.ErrKeyNotFound) {
+	if errors.Is(err, api.ErrKeyNotFound) {
 		return &keyNotFoundError{key: key, node: node}
 	}
 	if err != nil {

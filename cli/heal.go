@@ -10,7 +10,7 @@ import (
 // healedFault is a fault `heal --json` removed.
 type healedFault struct {
 	ID     string `json:"id"`
-	Fault  string `json:"fault"` // daemon.FaultRequest.Describe
+	Fault  string `json:"fault"` // api.FaultRequest.Describe
 	Reason string `json:"reason"`
 }
 

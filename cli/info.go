@@ -9,7 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 // nodeInfo is what `info --json` prints.
@@ -60,7 +60,7 @@ type replicationInfo struct {
 	MalformedDropped uint64 `json:"malformed_dropped"`
 }
 
-func toNodeInfo(in *daemon.Info) nodeInfo {
+func toNodeInfo(in *api.Info) nodeInfo {
 	r := in.Replication
 	members := map[string]int{}
 	for k, v := range in.Members {

@@ -4,7 +4,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 // kv is a key's entry as `get --json` prints it. Value holds the value when
@@ -21,7 +21,7 @@ type kv struct {
 	Deleted     bool      `json:"deleted,omitempty"` // a tombstone (only in get --all)
 }
 
-func toKV(e *daemon.KV) *kv {
+func toKV(e *api.KV) *kv {
 	if e == nil {
 		return nil
 	}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 func TestPutGetRoundTrip(t *testing.T) {
@@ -83,8 +83,8 @@ func TestGetMissing(t *testing.T) {
 	if r.code != 1 || r.err == nil || r.err.Error() != `key "nope" not found` {
 		t.Errorf("get nope: code %d, err %v; want 1, key \"nope\" not found", r.code, r.err)
 	}
-	if !errors.Is(r.err, daemon.ErrKeyNotFound) {
-		t.Errorf("get nope: err %v does not wrap daemon.ErrKeyNotFound", r.err)
+	if !errors.Is(r.err, api.ErrKeyNotFound) {
+		t.Errorf("get nope: err %v does not wrap api.ErrKeyNotFound", r.err)
 	}
 	if r.stdout != "" {
 		t.Errorf("get nope printed %q", r.stdout)
@@ -163,8 +163,8 @@ func TestDel(t *testing.T) {
 	}
 }
 
-func kvAt(version string, value string) *daemon.KV {
-	return &daemon.KV{Key: "k", Value: []byte(value), Version: version, Origin: "n1"}
+func kvAt(version string, value string) *api.KV {
+	return &api.KV{Key: "k", Value: []byte(value), Version: version, Origin: "n1"}
 }
 
 // get --all prints a row per node and says whether the alive ones agree.
@@ -172,25 +172,25 @@ func TestGetAll(t *testing.T) {
 	long := strings.Repeat("a", 100)
 	tests := []struct {
 		name string
-		rows []daemon.NodeKV
+		rows []api.NodeKV
 		last string
 	}{
-		{"converged", []daemon.NodeKV{
+		{"converged", []api.NodeKV{
 			{Node: "n2", Status: "alive", KV: kvAt("v2", long)},
 			{Node: "n1", Status: "alive", KV: kvAt("v2", long)},
 			{Node: "n3", Status: "failed", Error: "connection refused"},
 		}, "converged: all 2 alive nodes hold version v2"},
-		{"all missing", []daemon.NodeKV{
+		{"all missing", []api.NodeKV{
 			{Node: "n1", Status: "alive"},
 			{Node: "n2", Status: "alive"},
 		}, "converged: all 2 alive nodes lack the key"},
-		{"diverged", []daemon.NodeKV{
+		{"diverged", []api.NodeKV{
 			{Node: "n1", Status: "alive", KV: kvAt("v2", "new")},
 			{Node: "n2", Status: "alive", KV: kvAt("v1", "old")},
 			{Node: "n3", Status: "alive"},
 			{Node: "n4", Status: "alive", KV: kvAt("v2", "new")},
 		}, "diverged: version v2 on n1, n4; version v1 on n2; missing on n3"},
-		{"unreachable", []daemon.NodeKV{
+		{"unreachable", []api.NodeKV{
 			{Node: "n1", Status: "alive", KV: kvAt("v2", "new")},
 			{Node: "n2", Status: "alive", Error: "timeout"},
 		}, "diverged: version v2 on n1; no answer from n2"},
@@ -224,11 +224,11 @@ func TestGetAll(t *testing.T) {
 
 func TestGetAllCells(t *testing.T) {
 	f := newFakeDaemon(t)
-	f.all["k"] = []daemon.NodeKV{
+	f.all["k"] = []api.NodeKV{
 		{Node: "n1", Status: "alive", KV: kvAt("v1", "a\tb")},
 		{Node: "n2", Status: "alive"},
 		{Node: "n3", Status: "alive", Error: "dial tcp: refused"},
-		{Node: "n4", Status: "alive", KV: &daemon.KV{Key: "k", Version: "v2", Origin: "n4", Deleted: true}},
+		{Node: "n4", Status: "alive", KV: &api.KV{Key: "k", Version: "v2", Origin: "n4", Deleted: true}},
 	}
 	out := mustRun(t, f.addr(), "", "get", "--all", "k")
 	for _, want := range []string{`a\tb`, "(missing)", "error: dial tcp: refused", "(deleted)"} {

@@ -5,7 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 func lossCommand() *cli.Command {
@@ -49,7 +49,7 @@ fault is cluster state: a node that is down applies it when it returns
 }
 
 func runLoss(c *cli.Context, args []string) error {
-	req, err := faultRequest(c, daemon.ReqLoss)
+	req, err := faultRequest(c, api.ReqLoss)
 	if err != nil {
 		return err
 	}

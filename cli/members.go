@@ -8,7 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 // memberStatuses are the statuses a member can have, in display order.
@@ -99,7 +99,7 @@ func runMembers(c *cli.Context) error {
 	return tw.Flush()
 }
 
-func toMember(m daemon.Member) member {
+func toMember(m api.Member) member {
 	tags := map[string]string{}
 	for k, v := range m.Tags {
 		if k != "api" {

@@ -5,11 +5,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 func threeMembers(f *fakeDaemon) {
-	f.members = []daemon.Member{
+	f.members = []api.Member{
 		{Name: "n2", Addr: "127.0.0.1:7956", API: "127.0.0.1:7957", Status: "failed",
 			Tags: map[string]string{"api": "127.0.0.1:7957", "ver": "0.1.0"}},
 		{Name: "n1", Addr: "127.0.0.1:7946", API: "127.0.0.1:7947", Status: "alive",

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 // Wrong argument counts and bad flags are one-line errors that point at help.
@@ -86,11 +87,11 @@ func TestKeygen(t *testing.T) {
 
 func TestVersion(t *testing.T) {
 	out := mustRun(t, "", "", "version")
-	if !strings.HasPrefix(out, "peerctl "+daemon.Version+" (go") || !strings.Contains(out, "/") {
-		t.Errorf("version = %q; want peerctl %s (goX, os/arch)", out, daemon.Version)
+	if !strings.HasPrefix(out, "peerctl "+api.Version+" (go") || !strings.Contains(out, "/") {
+		t.Errorf("version = %q; want peerctl %s (goX, os/arch)", out, api.Version)
 	}
-	if out := mustRun(t, "", "", "--version"); !strings.Contains(out, daemon.Version) {
-		t.Errorf("--version = %q; want it to contain %s", out, daemon.Version)
+	if out := mustRun(t, "", "", "--version"); !strings.Contains(out, api.Version) {
+		t.Errorf("--version = %q; want it to contain %s", out, api.Version)
 	}
 }
 
@@ -132,12 +133,12 @@ func TestKillLeave(t *testing.T) {
 
 func TestInfo(t *testing.T) {
 	f := newFakeDaemon(t)
-	f.info = daemon.Info{
+	f.info = api.Info{
 		Name: "n1", Addr: "127.0.0.1:7946", API: "127.0.0.1:7947", Version: "0.1.0", Profile: "local",
 		StartedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), Uptime: "1m0s",
 		Members:     map[string]int{"alive": 3, "failed": 1},
-		Store:       daemon.StoreStats{Keys: 12, Tombstones: 1, DiskBytes: 3 << 20, Digest: "abcd"},
-		Replication: daemon.ReplicationStats{PushesSent: 7},
+		Store:       api.StoreStats{Keys: 12, Tombstones: 1, DiskBytes: 3 << 20, Digest: "abcd"},
+		Replication: api.ReplicationStats{PushesSent: 7},
 	}
 	out := mustRun(t, f.addr(), "", "info")
 	for _, want := range []string{"n1", "127.0.0.1:7946", "local", "3 alive, 1 failed", "12 live, 1 tombstone", "3.0 MiB", "abcd", "7 sent"} {

@@ -11,14 +11,14 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 // Helpers shared by the client commands: flags, the API client, and output.
 
 // client returns an API client for the daemon at the global --addr.
-func client(c *cli.Context) *daemon.Client {
-	return daemon.NewClient(c.String("addr"))
+func client(c *cli.Context) *api.Client {
+	return api.NewClient(c.String("addr"))
 }
 
 // jsonFlag is --json. Each call returns a new flag: flags hold parse state.

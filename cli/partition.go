@@ -7,7 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 func partitionCommand() *cli.Command {
@@ -48,7 +48,7 @@ fault is cluster state: a node that is down applies it when it returns
 }
 
 func runPartition(c *cli.Context, args []string) error {
-	req, err := faultRequest(c, daemon.ReqPartition)
+	req, err := faultRequest(c, api.ReqPartition)
 	if err != nil {
 		return err
 	}

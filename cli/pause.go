@@ -3,7 +3,7 @@ package cli
 import (
 	"github.com/urfave/cli/v2"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 func pauseCommand() *cli.Command {
@@ -36,7 +36,7 @@ Prints one line per node involved: what it now does and the fault ID. The
 fault is cluster state: a node that is down applies it when it returns
 (the output says so), and a node restarted later comes back under it.`,
 		Flags:        faultFlags(),
-		Action:       faultAction(nodesFault(daemon.ReqPause)),
+		Action:       faultAction(nodesFault(api.ReqPause)),
 		BashComplete: completeMembers,
 	}
 }

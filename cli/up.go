@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/peerctl/peerctl/internal/cluster"
 	"io"
 	"os"
 	"strings"
@@ -28,7 +29,7 @@ func upCommand() *cli.Command {
 Examples:
    peerctl up -n 5
    peerctl up -n 3 --base-port 8000 --dir /tmp/cluster`,
-		Description: `Starts N agents as child processes, on loopback: node I is named nodeI,
+		Description: `Starts N agents as child processes, on cluster.Loopback: node I is named nodeI,
 gossips on BASE+2(I-1) and serves its API on the port above, with data dir
 DIR/nodeI. Nodes 2..N join node1. With the default --base-port, node1's API
 is the address client commands call by default.
@@ -63,16 +64,16 @@ func runUp(c *cli.Context) error {
 	if base < 1 || base+2*n-1 > 65535 {
 		return fmt.Errorf("--base-port %d: %d nodes need ports %d..%d, beyond 65535", base, n, base, base+2*n-1)
 	}
-	nodes := localNodes(n, base, dir)
-	if p, err := busyPort(base, 2*n); p != 0 {
+	nodes := cluster.Layout(n, base, dir)
+	if p, err := cluster.BusyPort(base, 2*n); p != 0 {
 		return busyPortError(nodes, p, err, n)
 	}
-	l, err := newLauncher()
+	l, err := cluster.NewLauncher()
 	if err != nil {
 		return err
 	}
 
-	out := &syncWriter{w: c.App.Writer}
+	out := &cluster.SyncWriter{W: c.App.Writer}
 	color := isTerminal(c.App.Writer)
 	say := func(format string, args ...any) {
 		fmt.Fprintf(out, "%s %s\n", paint(color, colorBold, "up   |"), fmt.Sprintf(format, args...))
@@ -81,7 +82,7 @@ func runUp(c *cli.Context) error {
 	defer func() {
 		n := u.running()
 		say("stopping %d %s", n, plural(n, "node"))
-		if err := l.stopAll(); err != nil {
+		if err := l.StopAll(); err != nil {
 			say("%v", err)
 		}
 		u.closeLogs()
@@ -94,7 +95,7 @@ func runUp(c *cli.Context) error {
 		if i > 0 {
 			join = []string{nodes[0].Gossip}
 		}
-		args := nd.agentArgs(c.String("profile"), u.encrypt, join, "--log-level", c.String("log-level"))
+		args := nd.AgentArgs(c.String("profile"), u.encrypt, join, "--log-level", c.String("log-level"))
 		if err := u.start(i, args); err != nil {
 			return err
 		}
@@ -104,11 +105,11 @@ func runUp(c *cli.Context) error {
 	for i, nd := range nodes {
 		names[i] = nd.Name
 	}
-	err = waitFor(c.Context, upConvergeTimeout, 100*time.Millisecond, func(ctx context.Context) (bool, string) {
+	err = cluster.WaitFor(c.Context, upConvergeTimeout, 100*time.Millisecond, func(ctx context.Context) (bool, string) {
 		if u.exited() != "" {
 			return true, "" // reported below
 		}
-		return allAlive(ctx, nodes, names)
+		return cluster.AllAlive(ctx, nodes, names)
 	})
 	if nd := u.exited(); nd != "" {
 		return fmt.Errorf("%s exited while starting: %s", nd, u.lastLine(nd))
@@ -139,15 +140,15 @@ func runUp(c *cli.Context) error {
 
 // upCluster is the state of one `peerctl up`.
 type upCluster struct {
-	l       *launcher
-	nodes   []localNode
+	l       *cluster.Launcher
+	nodes   []cluster.Node
 	out     io.Writer
 	color   bool
 	encrypt string
 	say     func(format string, args ...any)
 
-	children []*child // by node index; written before watch starts
-	logs     []*lineWriter
+	children []*cluster.Child // by node index; written before watch starts
+	logs     []*cluster.LineWriter
 
 	mu   sync.Mutex
 	last map[string]string // guarded by mu: each node's last log line
@@ -159,7 +160,7 @@ type upCluster struct {
 func (u *upCluster) start(i int, args []string) error {
 	nd := u.nodes[i]
 	prefix := paint(u.color, nodeColors[i%len(nodeColors)], fmt.Sprintf("%-5s|", nd.Name))
-	lw := &lineWriter{fn: func(line string) {
+	lw := &cluster.LineWriter{Fn: func(line string) {
 		u.mu.Lock()
 		if u.last == nil {
 			u.last = map[string]string{}
@@ -168,7 +169,7 @@ func (u *upCluster) start(i int, args []string) error {
 		u.mu.Unlock()
 		fmt.Fprintf(u.out, "%s %s\n", prefix, line)
 	}}
-	ch, err := u.l.start(nd.Name, args, lw)
+	ch, err := u.l.Start(nd.Name, args, lw)
 	if err != nil {
 		return err
 	}
@@ -288,10 +289,10 @@ func (u *upCluster) printHelp(encrypted bool) {
 
 // busyPortError says which node's port is taken and suggests a free
 // --base-port.
-func busyPortError(nodes []localNode, port int, err error, n int) error {
+func busyPortError(nodes []cluster.Node, port int, err error, n int) error {
 	what := ""
 	for _, nd := range nodes {
-		switch loopback(port) {
+		switch cluster.Loopback(port) {
 		case nd.Gossip:
 			what = nd.Name + " gossip"
 		case nd.API:
@@ -304,7 +305,7 @@ func busyPortError(nodes []localNode, port int, err error, n int) error {
 	}
 	msg := fmt.Sprintf("port %d (%s) is busy (%s): is another cluster running?", port, what, why)
 	for base := port + 1; base+2*n-1 <= 65535 && base < port+2000; base++ {
-		if p, _ := busyPort(base, 2*n); p == 0 {
+		if p, _ := cluster.BusyPort(base, 2*n); p == 0 {
 			return fmt.Errorf("%s stop it, or use another range: --base-port %d", msg, base)
 		}
 	}

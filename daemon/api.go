@@ -33,113 +33,57 @@ package daemon
 // the binary encoding of store/codec.go; see replicate.go. Those paths go
 // through the node's Transport and are not for clients.
 
-import "time"
+import "github.com/peerctl/peerctl/internal/api"
 
-// Member is one member of the cluster as a node sees it.
-type Member struct {
-	Name   string            `json:"name"`
-	Addr   string            `json:"addr"`   // gossip address host:port
-	API    string            `json:"api"`    // HTTP API address host:port
-	Status string            `json:"status"` // alive, suspect, leaving, left, failed
-	Tags   map[string]string `json:"tags"`
-	Fault  string            `json:"fault,omitempty"` // faults this node applies to traffic toward the member
-}
+// The API's types and its client live in internal/api, so that peerctl's
+// commands need not import the daemon. These aliases keep the daemon's code
+// (and its tests) speaking of them by their short names.
+type (
+	Member           = api.Member
+	KV               = api.KV
+	NodeKV           = api.NodeKV
+	WriteResult      = api.WriteResult
+	KeyInfo          = api.KeyInfo
+	Info             = api.Info
+	StoreStats       = api.StoreStats
+	ReplicationStats = api.ReplicationStats
+	CheckResult      = api.CheckResult
+	Divergence       = api.Divergence
+	FaultRequest     = api.FaultRequest
+	NodeFaults       = api.NodeFaults
+	FaultResult      = api.FaultResult
+	HealResult       = api.HealResult
+	FaultStatus      = api.FaultStatus
+	FaultsView       = api.FaultsView
+	Rule             = api.Rule
+	Endpoint         = api.Endpoint
+	FaultRecord      = api.FaultRecord
+	Client           = api.Client
+	StatusError      = api.StatusError
+	apiError         = api.Error
+)
 
-// KV is one key's entry as a node holds it.
-type KV struct {
-	Key     string    `json:"key"`
-	Value   []byte    `json:"value"` // base64 in JSON
-	Version string    `json:"version"`
-	TS      uint64    `json:"ts,string"` // hybrid logical clock timestamp; a JSON string: JavaScript numbers lose precision above 2^53
-	Origin  string    `json:"origin"`    // node that wrote it
-	Time    time.Time `json:"time"`      // wall-clock part of TS
-	Deleted bool      `json:"deleted,omitempty"`
-}
+// Fault request kinds and rule kinds (api).
+const (
+	ReqPartition = api.ReqPartition
+	ReqIsolate   = api.ReqIsolate
+	ReqPause     = api.ReqPause
+	ReqDelay     = api.ReqDelay
+	ReqLoss      = api.ReqLoss
 
-// NodeKV is a key as one node holds it, for GET ?all=1.
-type NodeKV struct {
-	Node   string `json:"node"`
-	Status string `json:"status"`
-	KV     *KV    `json:"kv,omitempty"`    // nil if the node lacks the key
-	Error  string `json:"error,omitempty"` // set if the node could not be asked
-}
+	FaultDrop  = api.FaultDrop
+	FaultDelay = api.FaultDelay
+	FaultLoss  = api.FaultLoss
+	FaultPause = api.FaultPause
+)
 
-// WriteResult acknowledges a put or delete.
-type WriteResult struct {
-	Key     string `json:"key"`
-	Version string `json:"version"`
-	TS      uint64 `json:"ts,string"` // HLC timestamp, a JSON string (see KV.TS)
-	Origin  string `json:"origin"`
-	Existed bool   `json:"existed,omitempty"` // for delete: a live value was there
-}
+const codeKeyNotFound = api.CodeKeyNotFound
 
-// KeyInfo lists one live key.
-type KeyInfo struct {
-	Key     string `json:"key"`
-	Version string `json:"version"`
-	TS      uint64 `json:"ts,string"` // HLC timestamp, a JSON string (see KV.TS)
-	Origin  string `json:"origin"`
-}
-
-// Info describes a node and what it has done.
-type Info struct {
-	Name        string           `json:"name"`
-	Addr        string           `json:"addr"`
-	API         string           `json:"api"`
-	Version     string           `json:"version"`
-	Profile     string           `json:"profile"`
-	DataDir     string           `json:"data_dir"`
-	PID         int              `json:"pid"`
-	Encrypted   bool             `json:"encrypted"`
-	StartedAt   time.Time        `json:"started_at"`
-	Uptime      string           `json:"uptime"`
-	Members     map[string]int   `json:"members"` // count by status
-	Store       StoreStats       `json:"store"`
-	Replication ReplicationStats `json:"replication"`
-}
-
-// StoreStats is what the store holds.
-type StoreStats struct {
-	Keys       int    `json:"keys"`
-	Tombstones int    `json:"tombstones"`
-	DiskBytes  int64  `json:"disk_bytes"`
-	Digest     string `json:"digest"` // hex hash of the whole digest: equal on converged nodes
-	// Corrupt counts entries replaced by a peer's copy of the same version
-	// with other bytes (store.Stats.Corrupt); Quarantined, stored records
-	// set aside as damaged (undecodable, failing a checksum, or too far
-	// ahead), kept on disk for inspection and refilled from peers.
-	Corrupt     uint64 `json:"corrupt"`
-	Quarantined int    `json:"quarantined"`
-}
-
-// ReplicationStats counts replication traffic and progress.
-type ReplicationStats struct {
-	MsgsSent         uint64 `json:"msgs_sent"`
-	MsgsReceived     uint64 `json:"msgs_received"`
-	BytesSent        uint64 `json:"bytes_sent"`
-	BytesReceived    uint64 `json:"bytes_received"`
-	PushesSent       uint64 `json:"pushes_sent"`
-	PushesFailed     uint64 `json:"pushes_failed"`
-	EntriesPushed    uint64 `json:"entries_pushed"`
-	EntriesApplied   uint64 `json:"entries_applied"` // remote entries that changed this store
-	SyncRounds       uint64 `json:"sync_rounds"`     // anti-entropy rounds this node started
-	SyncRepaired     uint64 `json:"sync_repaired"`   // entries fetched by anti-entropy
-	Pending          int    `json:"pending"`         // entries queued for peers, not yet sent
-	LastSync         string `json:"last_sync,omitempty"`
-	LagMillis        int64  `json:"lag_ms"` // age of the newest remote entry when it arrived
-	LagAvgMillis     int64  `json:"lag_avg_ms"`
-	MalformedDropped uint64 `json:"malformed_dropped"`
-}
-
-// apiError is the body of every error response.
-type apiError struct {
-	Error string `json:"error"`
-	Code  string `json:"code,omitempty"` // machine-readable: codeKeyNotFound
-}
-
-// codeKeyNotFound marks a 404 for a missing key, as opposed to an unknown
-// node or path.
-const codeKeyNotFound = "key_not_found"
+var (
+	NewClient      = api.NewClient
+	NewClientWith  = api.NewClientWith
+	ErrKeyNotFound = api.ErrKeyNotFound
+)
 
 // codeKeySetAside marks a 503 for a key this node does not hold because
 // its record was damaged on disk and set aside (quarantined): the key is

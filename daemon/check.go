@@ -32,26 +32,6 @@ import (
 	"github.com/peerctl/peerctl/store"
 )
 
-// CheckResult is the outcome of a convergence check.
-type CheckResult struct {
-	Converged bool              `json:"converged"`
-	Nodes     []string          `json:"nodes"`             // nodes compared
-	Digests   map[string]string `json:"digests"`           // node -> digest hash
-	Keys      map[string]int    `json:"keys"`              // node -> live keys
-	Errors    map[string]string `json:"errors,omitempty"`  // nodes that could not be asked
-	Skipped   map[string]string `json:"skipped,omitempty"` // members not compared -> why ("failed", "unreachable from n1: partitioned?")
-	Reasons   []string          `json:"reasons,omitempty"` // why not converged, beyond divergent keys and errors
-	Divergent int               `json:"divergent"`         // keys not identical everywhere
-	Sample    []Divergence      `json:"sample,omitempty"`  // up to 20 of them
-	Buckets   int               `json:"buckets,omitempty"` // digest buckets that differ
-}
-
-// Divergence is one key that nodes hold differently.
-type Divergence struct {
-	Key      string            `json:"key"`
-	Versions map[string]string `json:"versions"` // node -> version ("" missing; "deleted@..." tombstone)
-}
-
 const checkSample = 20
 
 // digestHex is the hex form of a digest's hash that /v1/info and /v1/check

@@ -11,13 +11,13 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/peerctl/peerctl/internal/api"
 	"github.com/peerctl/peerctl/store"
 )
 
-// Version is the peerctl version, advertised in serf tags. Set it at link
-// time with -ldflags "-X github.com/peerctl/peerctl/daemon.Version=v1.2.3";
-// otherwise it comes from the build info (version.go).
-var Version string
+// Version is the peerctl version, advertised in serf tags: api.Version,
+// which says how to set it.
+var Version = api.Version
 
 // Config configures an Agent. Start from DefaultConfig and Validate.
 type Config struct {
@@ -199,5 +199,5 @@ func profileConfig(name string) (*memberlist.Config, error) {
 	return nil, fmt.Errorf("--profile %q: want local, lan or wan", name)
 }
 
-// Profiles lists the valid --profile values.
-var Profiles = []string{"local", "lan", "wan"}
+// Profiles lists the valid --profile values (api.Profiles).
+var Profiles = api.Profiles

@@ -25,29 +25,8 @@ import (
 	"time"
 )
 
-// Fault kinds.
-const (
-	FaultDrop  = "drop"  // drop everything sent to Peers (partition, isolate)
-	FaultDelay = "delay" // delay everything sent to Peers by Delay ± Jitter
-	FaultLoss  = "loss"  // drop each message sent to Peers with probability Rate
-	FaultPause = "pause" // send nothing, receive nothing: a frozen process
-)
-
-// Rule is one fault installed on one node.
-type Rule struct {
-	ID     string        `json:"id"`    // shared by the rules one command installed
-	Kind   string        `json:"kind"`  // drop, delay, loss, pause
-	Peers  []string      `json:"peers"` // destination node names; empty means all
-	Delay  time.Duration `json:"delay,omitempty"`
-	Jitter time.Duration `json:"jitter,omitempty"`
-	Rate   float64       `json:"rate,omitempty"`
-	Since  time.Time     `json:"since"`
-	Until  time.Time     `json:"until,omitempty"` // zero: until healed
-	Reason string        `json:"reason"`          // the command, for people
-	Nodes  []string      `json:"nodes"`           // nodes the command named; heal NODE removes these
-}
-
-func (r *Rule) validate() error {
+// validateRule checks a rule before it is installed.
+func validateRule(r *Rule) error {
 	switch r.Kind {
 	case FaultDrop, FaultPause:
 	case FaultDelay:
@@ -64,33 +43,11 @@ func (r *Rule) validate() error {
 	return nil
 }
 
-func (r *Rule) matches(peer string) bool {
+func ruleMatches(r *Rule, peer string) bool {
 	return len(r.Peers) == 0 || slices.Contains(r.Peers, peer)
 }
 
-func (r *Rule) active(now time.Time) bool { return r.Until.IsZero() || now.Before(r.Until) }
-
-// Describe is a short human description of the rule's effect.
-func (r *Rule) Describe() string {
-	to := "all peers"
-	if len(r.Peers) > 0 {
-		to = strings.Join(r.Peers, ",")
-	}
-	switch r.Kind {
-	case FaultDrop:
-		return "drops all traffic to " + to
-	case FaultDelay:
-		if r.Jitter > 0 {
-			return fmt.Sprintf("delays traffic to %s by %v±%v", to, r.Delay, r.Jitter)
-		}
-		return fmt.Sprintf("delays traffic to %s by %v", to, r.Delay)
-	case FaultLoss:
-		return fmt.Sprintf("loses %.0f%% of traffic to %s", r.Rate*100, to)
-	case FaultPause:
-		return "paused: sends and answers nothing"
-	}
-	return r.Kind
-}
+func ruleActive(r *Rule, now time.Time) bool { return r.Until.IsZero() || now.Before(r.Until) }
 
 // Faults holds one node's active rules and decides the fate of each
 // message. It is safe for concurrent use.
@@ -114,7 +71,7 @@ func NewFaults(seed uint64) *Faults {
 // Add installs rules. A rule with the ID of an installed one replaces it.
 func (f *Faults) Add(rules ...Rule) error {
 	for i := range rules {
-		if err := rules[i].validate(); err != nil {
+		if err := validateRule(&rules[i]); err != nil {
 			return err
 		}
 	}
@@ -131,7 +88,7 @@ func (f *Faults) Add(rules ...Rule) error {
 // Set replaces every rule with rules, at once.
 func (f *Faults) Set(rules []Rule) error {
 	for i := range rules {
-		if err := rules[i].validate(); err != nil {
+		if err := validateRule(&rules[i]); err != nil {
 			return err
 		}
 	}
@@ -175,7 +132,7 @@ func (f *Faults) Rules() []Rule {
 // expire drops rules past their Until. f.mu must be held.
 func (f *Faults) expire() {
 	now := f.now()
-	f.rules = slices.DeleteFunc(f.rules, func(r Rule) bool { return !r.active(now) })
+	f.rules = slices.DeleteFunc(f.rules, func(r Rule) bool { return !ruleActive(&r, now) })
 	f.count.Store(int32(len(f.rules)))
 }
 
@@ -227,7 +184,7 @@ func (f *Faults) Outbound(peer string) (drop bool, delay time.Duration) {
 		switch {
 		case r.Kind == FaultPause:
 			return true, 0
-		case !r.matches(peer):
+		case !ruleMatches(&r, peer):
 		case r.Kind == FaultDrop:
 			return true, 0
 		case r.Kind == FaultLoss:
@@ -253,7 +210,7 @@ func (f *Faults) Toward(peer string) string {
 			out = append(out, "paused")
 			continue
 		}
-		if !r.matches(peer) {
+		if !ruleMatches(&r, peer) {
 			continue
 		}
 		switch r.Kind {

@@ -32,100 +32,6 @@ import (
 	"github.com/hashicorp/serf/serf"
 )
 
-// Fault request kinds.
-const (
-	ReqPartition = "partition"
-	ReqIsolate   = "isolate"
-	ReqPause     = "pause"
-	ReqDelay     = "delay"
-	ReqLoss      = "loss"
-)
-
-// FaultRequest asks for a fault across the cluster.
-type FaultRequest struct {
-	Kind   string        `json:"kind"`             // partition, isolate, pause, delay, loss
-	Groups [][]string    `json:"groups,omitempty"` // partition: the sides
-	Nodes  []string      `json:"nodes,omitempty"`  // the targets; ["*"] means every node
-	Peers  []string      `json:"peers,omitempty"`  // delay, loss: only toward these (default all)
-	Delay  time.Duration `json:"delay,omitempty"`
-	Jitter time.Duration `json:"jitter,omitempty"`
-	Rate   float64       `json:"rate,omitempty"`
-	For    time.Duration `json:"for,omitempty"`  // 0: until healed
-	Seed   uint64        `json:"seed,omitempty"` // 0: keep each node's generator
-	Reason string        `json:"reason,omitempty"`
-}
-
-// Describe is a short description of the fault asked for, e.g.
-// "partition n1 / n2,n3" or "loss 20% n2 (to n1)".
-func (r FaultRequest) Describe() string {
-	nodes := strings.Join(r.Nodes, ",")
-	if nodes == "*" {
-		nodes = "all nodes"
-	}
-	var s string
-	switch r.Kind {
-	case ReqPartition:
-		sides := make([]string, len(r.Groups))
-		for i, g := range r.Groups {
-			sides[i] = strings.Join(g, ",")
-		}
-		s = "partition " + strings.Join(sides, " / ")
-	case ReqDelay:
-		s = fmt.Sprintf("delay %s by %v", nodes, r.Delay)
-		if r.Jitter > 0 {
-			s += fmt.Sprintf("±%v", r.Jitter)
-		}
-	case ReqLoss:
-		s = fmt.Sprintf("loss %.0f%% %s", r.Rate*100, nodes)
-	default:
-		s = r.Kind + " " + nodes
-	}
-	if len(r.Peers) > 0 {
-		s += " (to " + strings.Join(r.Peers, ",") + ")"
-	}
-	return s
-}
-
-// NodeFaults is one node's part in a fault command or listing: the rules
-// it applies, or why it could not be reached (it then applies the change
-// when it is back, from its saved table or its first exchange).
-type NodeFaults struct {
-	Node  string `json:"node"`
-	Rules []Rule `json:"rules"`
-	Error string `json:"error,omitempty"`
-}
-
-// FaultResult reports a fault command: the fault recorded in the cluster's
-// table, and for each node involved its rules and whether it was reached.
-type FaultResult struct {
-	ID    string       `json:"id"`
-	Until time.Time    `json:"until,omitzero"` // zero: until healed
-	Nodes []NodeFaults `json:"nodes"`
-}
-
-// HealResult reports a heal: the faults removed from the cluster's table,
-// and each member told, or why it could not be (it lifts them when it is
-// back).
-type HealResult struct {
-	Healed []FaultRecord `json:"healed"`
-	Nodes  []NodeFaults  `json:"nodes"`
-}
-
-// FaultStatus is a fault in force and where it is applied.
-type FaultStatus struct {
-	FaultRecord
-	Named   []string `json:"named"`   // nodes the command named
-	Applied []string `json:"applied"` // nodes that apply its rules now
-	Pending []string `json:"pending"` // nodes involved that do not yet: down, or not told yet
-}
-
-// FaultsView is the cluster's fault table as one node sees it, and every
-// member's rules.
-type FaultsView struct {
-	Faults []FaultStatus `json:"faults"`
-	Nodes  []NodeFaults  `json:"nodes"`
-}
-
 // planFault computes the rules each node applies for a request. members
 // lists every node that may be named. It is pure.
 func planFault(req FaultRequest, members []string, id string, now time.Time) (map[string][]Rule, error) {
@@ -225,7 +131,7 @@ func planFault(req FaultRequest, members []string, id string, now time.Time) (ma
 	if req.Kind == ReqLoss {
 		r.Kind = FaultLoss
 	}
-	if err := r.validate(); err != nil {
+	if err := validateRule(&r); err != nil {
 		return nil, err
 	}
 	peers := req.Peers
@@ -322,7 +228,7 @@ func (s *httpServer) callNode(ctx context.Context, m Member, method, path string
 		body, _ = json.Marshal(in)
 	}
 	c := NewClientWith(m.API, s.hc)
-	return c.do(ctx, method, "http://"+m.API+path, strings.NewReader(string(body)), out)
+	return c.Do(ctx, method, path, strings.NewReader(string(body)), out)
 }
 
 // faultRoutes registers the fault endpoints.
@@ -351,12 +257,12 @@ func (s *httpServer) postFaults(w http.ResponseWriter, r *http.Request) {
 	if req.For > 0 {
 		rec.Until = rec.Created.Add(req.For)
 	}
-	plan, err := rec.plan()
+	plan, err := planRecord(&rec)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	if err := rec.validate(); err != nil {
+	if err := validateRecord(&rec); err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
@@ -404,7 +310,7 @@ func (s *httpServer) getFaults(w http.ResponseWriter, r *http.Request) {
 	view := FaultsView{Faults: []FaultStatus{}, Nodes: nodes}
 	for _, rec := range s.a.faultTable().live(time.Now()) {
 		st := FaultStatus{FaultRecord: rec, Named: rec.Named(), Applied: []string{}, Pending: []string{}}
-		for _, n := range rec.Involved() {
+		for _, n := range involvedNodes(&rec) {
 			applied := false
 			for _, nf := range nodes {
 				if nf.Node == n && slices.ContainsFunc(nf.Rules, func(r Rule) bool { return r.ID == rec.ID }) {

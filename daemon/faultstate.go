@@ -56,66 +56,14 @@ const (
 	faultExpiredGrace = time.Minute        // an expired record is purged this long after
 )
 
-// Endpoint is a member as a fault record remembers it: its name and the
-// addresses it had when the fault was ordered. Gossip addresses let a
-// restarted node apply rules to peers it has not yet heard of (a join by
-// address carries no name); API addresses let it reach them for the table.
-type Endpoint struct {
-	Name   string `json:"name"`
-	Gossip string `json:"gossip,omitempty"`
-	API    string `json:"api,omitempty"`
+// planRecord is the rules each node applies for the record.
+func planRecord(r *FaultRecord) (map[string][]Rule, error) {
+	return planFault(r.Request, r.MemberNames(), r.ID, r.Created)
 }
 
-// FaultRecord is one fault ordered on the cluster.
-type FaultRecord struct {
-	ID      string       `json:"id"`
-	Request FaultRequest `json:"request"` // as ordered
-	Members []Endpoint   `json:"members"` // every member known when ordered, by name
-	Created time.Time    `json:"created"`
-	Until   time.Time    `json:"until,omitzero"`  // zero: until healed
-	Healed  time.Time    `json:"healed,omitzero"` // non-zero: a tombstone
-}
-
-// Live reports whether the record is in force at now.
-func (r *FaultRecord) Live(now time.Time) bool {
-	return r.Healed.IsZero() && (r.Until.IsZero() || now.Before(r.Until))
-}
-
-func (r *FaultRecord) memberNames() []string {
-	out := make([]string, len(r.Members))
-	for i, m := range r.Members {
-		out[i] = m.Name
-	}
-	return out
-}
-
-// plan is the rules each node applies for the record.
-func (r *FaultRecord) plan() (map[string][]Rule, error) {
-	return planFault(r.Request, r.memberNames(), r.ID, r.Created)
-}
-
-// Named returns the nodes the fault command named, sorted: both sides of a
-// partition, the targets of the others (every member for "*"). `heal
-// NODE` heals the faults that named NODE.
-func (r *FaultRecord) Named() []string {
-	var out []string
-	switch {
-	case r.Request.Kind == ReqPartition:
-		for _, g := range r.Request.Groups {
-			out = append(out, g...)
-		}
-	case len(r.Request.Nodes) == 1 && r.Request.Nodes[0] == "*":
-		out = r.memberNames()
-	default:
-		out = slices.Clone(r.Request.Nodes)
-	}
-	sort.Strings(out)
-	return slices.Compact(out)
-}
-
-// Involved returns the nodes that apply a rule for the record, sorted.
-func (r *FaultRecord) Involved() []string {
-	plan, err := r.plan()
+// involvedNodes returns the nodes that apply a rule for the record, sorted.
+func involvedNodes(r *FaultRecord) []string {
+	plan, err := planRecord(r)
 	if err != nil {
 		return nil
 	}
@@ -150,7 +98,7 @@ func validateFaultRequest(req FaultRequest) error {
 
 // validate checks a record as received from another node or read from
 // disk, so a bad one is refused rather than applied.
-func (r *FaultRecord) validate() error {
+func validateRecord(r *FaultRecord) error {
 	if r.ID == "" || len(r.ID) > 64 || strings.ContainsFunc(r.ID, func(c rune) bool { return c <= ' ' || c > '~' }) {
 		return fmt.Errorf("fault id %q: want up to 64 printable characters", r.ID)
 	}
@@ -177,7 +125,7 @@ func (r *FaultRecord) validate() error {
 	if !r.Until.Equal(want) {
 		return fmt.Errorf("fault %s: until %v does not match created + for (%v)", r.ID, r.Until, want)
 	}
-	if _, err := r.plan(); err != nil {
+	if _, err := planRecord(r); err != nil {
 		return fmt.Errorf("fault %s: %w", r.ID, err)
 	}
 	return nil
@@ -285,7 +233,7 @@ func (t FaultTable) live(now time.Time) []FaultRecord {
 func deriveRules(t FaultTable, node string, now time.Time) []Rule {
 	var out []Rule
 	for _, r := range t.live(now) {
-		plan, err := r.plan()
+		plan, err := planRecord(&r)
 		if err != nil {
 			continue // validated on the way in; cannot happen
 		}
@@ -366,7 +314,7 @@ func decodeFaults(data []byte) (FaultTable, error) {
 	}
 	t := make(FaultTable, len(f.Records))
 	for _, r := range f.Records {
-		if err := r.validate(); err != nil {
+		if err := validateRecord(&r); err != nil {
 			return nil, err
 		}
 		if o, ok := t[r.ID]; !ok || faultOrder(r, o) > 0 {

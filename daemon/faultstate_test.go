@@ -161,7 +161,7 @@ func TestSelectHeal(t *testing.T) {
 // (issue 7: a negative `for` never expired).
 func TestFaultRecordValidate(t *testing.T) {
 	good := partitionRecord("f-1", t0, time.Minute)
-	if err := good.validate(); err != nil {
+	if err := validateRecord(&good); err != nil {
 		t.Fatalf("good record: %v", err)
 	}
 	for name, mut := range map[string]func(*FaultRecord){
@@ -185,7 +185,7 @@ func TestFaultRecordValidate(t *testing.T) {
 	} {
 		r := partitionRecord("f-1", t0, time.Minute)
 		mut(&r)
-		if err := r.validate(); err == nil {
+		if err := validateRecord(&r); err == nil {
 			t.Errorf("%s: validate accepted %+v", name, r)
 		}
 	}
@@ -330,7 +330,7 @@ func FuzzDecodeFaults(f *testing.F) {
 		for _, r := range tb {
 			for _, m := range r.Members {
 				for _, rule := range deriveRules(tb, m.Name, r.Created) {
-					if err := rule.validate(); err != nil {
+					if err := validateRule(&rule); err != nil {
 						t.Fatalf("derived an invalid rule %+v: %v", rule, err)
 					}
 				}
@@ -373,7 +373,7 @@ func FuzzPlanFault(f *testing.F) {
 				t.Fatalf("plan has rules for %q, not a member", node)
 			}
 			for _, r := range rules {
-				if err := r.validate(); err != nil {
+				if err := validateRule(&r); err != nil {
 					t.Fatalf("planned an invalid rule %+v: %v", r, err)
 				}
 				for _, p := range r.Peers {
@@ -393,7 +393,7 @@ func FuzzPlanFault(f *testing.F) {
 		if req.For > 0 {
 			rec.Until = t0.Add(req.For)
 		}
-		if err := rec.validate(); err != nil {
+		if err := validateRecord(&rec); err != nil {
 			t.Fatalf("a request that plans makes an invalid record: %v", err)
 		}
 	})

@@ -292,7 +292,7 @@ func (a *Agent) exchangeFaults(ctx context.Context, m Member) error {
 	var raw json.RawMessage
 	c := NewClientWith(m.API, a.fstate.hc)
 	body := bytes.NewReader(encodeFaults(a.faultTable()))
-	if err := c.do(ctx, "POST", "http://"+m.API+"/v1/faults/table", body, &raw); err != nil {
+	if err := c.Do(ctx, "POST", "/v1/faults/table", body, &raw); err != nil {
 		return err
 	}
 	remote, err := decodeFaults(raw)

@@ -128,7 +128,7 @@ func FuzzFaultsJSON(f *testing.F) {
 			t.Fatalf("POST %s %q: %d %s", path, body, w.Code, w.Body)
 		}
 		for _, r := range a.faults.Rules() {
-			if err := r.validate(); err != nil {
+			if err := validateRule(&r); err != nil {
 				t.Fatalf("POST %s %q installed a rule it refuses: %v", path, body, err)
 			}
 		}

@@ -34,6 +34,7 @@ package daemon
 
 import (
 	"fmt"
+	"github.com/peerctl/peerctl/internal/api"
 	"log/slog"
 	"mime"
 	"net"
@@ -44,10 +45,8 @@ import (
 	"time"
 )
 
-// headerClient marks a request from a peerctl client (the CLI, Client, a
-// peer's transport). Its value is not checked: a page cannot send it
-// cross-origin without a preflight, whatever its value.
-const headerClient = "X-Peerctl-Client"
+// headerClient marks a request from a peerctl client (api.HeaderClient).
+const headerClient = api.HeaderClient
 
 // guard decides which requests the API serves (see the top of the file).
 type guard struct {

@@ -110,19 +110,18 @@ func (w *readmeWorld) run(c readmeCommand) {
 		return
 	}
 	readOnly := map[string]bool{"members": true, "get": true, "keys": true, "info": true, "faults": true, "check": true}[commandOf(c.args)]
-	deadline := time.Now().Add(syncTimeout)
-	for {
-		r := w.cli(args)
-		ok := r.Code == 0 && strings.Contains(r.Stdout, c.expect)
-		if ok {
-			t.Logf("%s\n%s", c.line, r.Stdout)
-			break
-		}
-		if !readOnly || time.Now().After(deadline) {
-			t.Fatalf("README line %q: %v; want exit 0 and stdout containing %q", c.line, r, c.expect)
-		}
-		time.Sleep(poll) // a polling interval, not a wait for an outcome
+	timeout := syncTimeout // a read may wait for replication
+	if !readOnly {
+		timeout = 0 // a write runs once
 	}
+	var r procs.Result
+	if _, err := procs.WaitFor(timeout, poll, func() (bool, string) {
+		r = w.cli(args)
+		return r.Code == 0 && strings.Contains(r.Stdout, c.expect), r.String()
+	}); err != nil {
+		t.Fatalf("README line %q: %v; want exit 0 and stdout containing %q", c.line, r, c.expect)
+	}
+	t.Logf("%s\n%s", c.line, r.Stdout)
 	if commandOf(c.args) == "kill" {
 		name := c.args[len(c.args)-1]
 		if p := w.procs[name]; p != nil {

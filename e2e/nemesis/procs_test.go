@@ -14,8 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/peerctl/peerctl/daemon"
 	"github.com/peerctl/peerctl/e2e/internal/procs"
+	"github.com/peerctl/peerctl/internal/api"
+	launch "github.com/peerctl/peerctl/internal/cluster"
 )
 
 // Timeouts. They hold on a loaded 2-core CI machine running `go test -race
@@ -135,7 +136,7 @@ func (c *cluster) run(a *agent, args ...string) *proc {
 	n := len(a.procs) + 1
 	p := &proc{}
 	p.Proc = peerctl.Start(c.tb, fmt.Sprintf("%s#%d", a.name, n), filepath.Join(c.root, fmt.Sprintf("%s.%d.log", a.name, n)),
-		func(q *procs.Proc, err error) {
+		func(q *launch.Child, err error) {
 			if !p.killed.Load() && !q.Termed() {
 				c.mu.Lock()
 				c.unexpected = append(c.unexpected, fmt.Sprintf("%s (pid %d) exited at +%s: %v", q.Name, q.PID(), c.since().Round(time.Millisecond), err))
@@ -156,22 +157,25 @@ func (c *cluster) restart(a *agent) error {
 // waitReady waits until the agent's latest process serves its API.
 func (c *cluster) waitReady(a *agent) error {
 	p := a.current()
-	deadline := time.Now().Add(readyTimeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	err := launch.WaitFor(context.Background(), readyTimeout, poll, func(ctx context.Context) (bool, string) {
+		if p.Exited() {
+			return true, ""
+		}
+		ctx, cancel := context.WithTimeout(ctx, apiTimeout)
 		info, err := c.client(a).Info(ctx, "")
 		cancel()
-		if err == nil && info.PID == p.PID() {
-			return nil
+		if err != nil {
+			return false, err.Error()
 		}
-		if p.Exited() {
-			return fmt.Errorf("%s (pid %d) exited before it served: %v\n%s", p.Name, p.PID(), p.Err(), procs.Tail(p.Output(), 20))
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s (pid %d) does not serve its API at %s after %s: %v", p.Name, p.PID(), a.api, readyTimeout, err)
-		}
-		time.Sleep(poll) // a polling interval
+		return info.PID == p.PID(), fmt.Sprintf("pid %d serves it", info.PID)
+	})
+	if p.Exited() {
+		return fmt.Errorf("%s (pid %d) exited before it served: %v\n%s", p.Name, p.PID(), p.Err(), procs.Tail(p.Output(), 20))
 	}
+	if err != nil {
+		return fmt.Errorf("%s (pid %d) does not serve its API at %s: %w", p.Name, p.PID(), a.api, err)
+	}
+	return nil
 }
 
 // kill crash-stops the agent's process, by PID with SIGKILL or, if viaAPI,
@@ -236,8 +240,8 @@ func (c *cluster) stopAll() {
 }
 
 // client returns a control client for the agent's API.
-func (c *cluster) client(a *agent) *daemon.Client {
-	return daemon.NewClientWith(a.api, c.hc)
+func (c *cluster) client(a *agent) *api.Client {
+	return api.NewClientWith(a.api, c.hc)
 }
 
 // running returns the agents whose latest process runs.

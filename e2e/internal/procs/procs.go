@@ -2,7 +2,9 @@
 // builds the binary once, hands out free loopback ports, starts agent
 // processes with their output in a log file, stops them by PID (SIGTERM,
 // then SIGKILL after StopGrace) and always reaps them, runs client
-// commands, and finds processes left running.
+// commands, and finds processes left running. Ports, processes and waiting
+// are the local-cluster launcher's (internal/cluster), which `peerctl up`,
+// `demo` and `bench` use too; this package adds what only tests need.
 //
 // It owns no process beyond what its caller starts, and stops none on its
 // own: the tests decide when and in what order (e2e stops each process
@@ -11,6 +13,7 @@ package procs
 
 import (
 	"bufio"
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -19,6 +22,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/peerctl/peerctl/internal/cluster"
 )
 
 // Timeouts. They hold on a loaded 2-core CI machine running `go test
@@ -32,6 +37,8 @@ const (
 type Binary struct {
 	Path string // of the executable
 	dir  string // temporary directory holding it
+
+	l *cluster.Launcher // starts and stops its processes
 }
 
 // Main is the TestMain of a package whose tests run peerctl, and returns
@@ -75,6 +82,7 @@ func build(root, prefix string) (*Binary, error) {
 		return nil, err
 	}
 	b := &Binary{Path: filepath.Join(dir, "peerctl"), dir: dir}
+	b.l = &cluster.Launcher{Exe: b.Path, Grace: StopGrace, Env: CleanEnv()}
 	cmd := exec.Command("go", "build", "-o", b.Path, ".")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -96,20 +104,13 @@ func CleanEnv() []string {
 	return env
 }
 
-// WaitFor polls cond every interval until it holds or timeout passes, and
-// returns how long it took, or an error with cond's last reason.
+// WaitFor polls cond every interval until it holds or timeout passes
+// (cluster.WaitFor), and returns how long it took, or an error with cond's
+// last reason.
 func WaitFor(timeout, interval time.Duration, cond func() (ok bool, why string)) (time.Duration, error) {
 	start := time.Now()
-	for {
-		ok, why := cond()
-		if ok {
-			return time.Since(start), nil
-		}
-		if time.Since(start) > timeout {
-			return time.Since(start), fmt.Errorf("not within %s: %s", timeout, why)
-		}
-		time.Sleep(interval) // a polling interval, not a wait for an outcome
-	}
+	err := cluster.WaitFor(context.Background(), timeout, interval, func(context.Context) (bool, string) { return cond() })
+	return time.Since(start), err
 }
 
 // Tail returns the last n lines of s.

@@ -1,4 +1,4 @@
-package cli
+package cluster
 
 // A local cluster is a few `peerctl agent` daemons started as child
 // processes of this binary on loopback ports, each with its own data dir
@@ -24,47 +24,48 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
-// localNode is one agent of a local cluster and the addresses it uses.
-type localNode struct {
+// Node is one agent of a local cluster and the addresses it uses.
+type Node struct {
 	Name    string
 	Gossip  string // gossip address 127.0.0.1:PORT
 	API     string // HTTP API address 127.0.0.1:PORT
 	DataDir string
 }
 
-// localNodes lays out n nodes named node1..nodeN from base: node i gossips
+// Layout lays out n nodes named node1..nodeN from base: node i gossips
 // on base+2(i-1) and serves its API on the port above. Data dirs are
 // dir/nodeI.
-func localNodes(n, base int, dir string) []localNode {
-	nodes := make([]localNode, n)
+func Layout(n, base int, dir string) []Node {
+	nodes := make([]Node, n)
 	for i := range nodes {
 		name := "node" + strconv.Itoa(i+1)
 		p := base + 2*i
-		nodes[i] = localNode{
+		nodes[i] = Node{
 			Name:    name,
-			Gossip:  loopback(p),
-			API:     loopback(p + 1),
+			Gossip:  Loopback(p),
+			API:     Loopback(p + 1),
 			DataDir: filepath.Join(dir, name),
 		}
 	}
 	return nodes
 }
 
-func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+func Loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
-// agentArgs is the command line that starts n for the first time, joining
+// AgentArgs is the command line that starts n for the first time, joining
 // the gossip addresses in join. The agent saves these flags in its data
 // dir, so `agent --data-dir DIR` restarts it with the same ones.
-func (n localNode) agentArgs(profile, encrypt string, join []string, extra ...string) []string {
+func (n Node) AgentArgs(profile, encrypt string, join []string, extra ...string) []string {
 	args := []string{"agent", "--name", n.Name, "--bind", n.Gossip, "--api", n.API, "--data-dir", n.DataDir, "--profile", profile}
 	if encrypt != "" {
 		args = append(args, "--encrypt", encrypt)
@@ -88,7 +89,7 @@ const (
 // and returns the sockets; the port is free if it succeeds. The caller
 // closes them.
 func holdPort(port int) ([]io.Closer, error) {
-	addr := loopback(port)
+	addr := Loopback(port)
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -101,9 +102,9 @@ func holdPort(port int) ([]io.Closer, error) {
 	return []io.Closer{l, u}, nil
 }
 
-// busyPort returns the first port in base..base+n-1 that cannot be bound,
+// BusyPort returns the first port in base..base+n-1 that cannot be bound,
 // and the bind error; 0 if all are free.
-func busyPort(base, n int) (int, error) {
+func BusyPort(base, n int) (int, error) {
 	var held []io.Closer
 	defer func() { closeAll(held) }()
 	for p := base; p < base+n; p++ {
@@ -116,16 +117,40 @@ func busyPort(base, n int) (int, error) {
 	return 0, nil
 }
 
-// freePortRange returns a base port such that base..base+n-1 were all free
-// for TCP and UDP on loopback when it looked, chosen at random between
-// portLow and portHigh.
-func freePortRange(n int) (int, error) {
+// handed remembers the ports FreePortRange gave out, as a port whose agent
+// has stopped looks free again while a restart of it may still come. It
+// forgets them all when they fill half the range.
+var handed struct {
+	mu    sync.Mutex
+	ports map[int]bool // guarded by mu
+}
+
+// FreePortRange returns a base port such that base..base+n-1 were all free
+// for TCP and UDP on loopback when it looked, and not handed out before by
+// this process, chosen at random between portLow and portHigh. It is safe
+// for concurrent use.
+func FreePortRange(n int) (int, error) {
 	if n <= 0 || n > portHigh-portLow {
 		return 0, fmt.Errorf("free port range: cannot find %d ports", n)
 	}
-	for range 100 {
+	handed.mu.Lock()
+	defer handed.mu.Unlock()
+	if handed.ports == nil || len(handed.ports)+n > (portHigh-portLow)/2 {
+		handed.ports = map[int]bool{}
+	}
+	for range 200 {
 		base := portLow + rand.IntN(portHigh-portLow-n+1)
-		if p, _ := busyPort(base, n); p == 0 {
+		taken := false
+		for p := base; p < base+n && !taken; p++ {
+			taken = handed.ports[p]
+		}
+		if taken {
+			continue
+		}
+		if p, _ := BusyPort(base, n); p == 0 {
+			for p := base; p < base+n; p++ {
+				handed.ports[p] = true
+			}
 			return base, nil
 		}
 	}
@@ -138,8 +163,8 @@ func closeAll(cs []io.Closer) {
 	}
 }
 
-// child is a process started by a launcher.
-type child struct {
+// Child is a process started by a launcher.
+type Child struct {
 	Name string
 	cmd  *exec.Cmd
 	done chan struct{} // closed once the process has been reaped
@@ -147,55 +172,102 @@ type child struct {
 	// stopping is set when the launcher asks the child to stop, so that an
 	// exit is not reported as unexpected.
 	stopping atomic.Bool
+	termed   atomic.Bool // SIGTERM sent: a second one would make an agent exit at once
 }
 
 // PID returns the child's process ID.
-func (c *child) PID() int { return c.cmd.Process.Pid }
+func (c *Child) PID() int { return c.cmd.Process.Pid }
 
 // Done is closed once the child has exited and been reaped.
-func (c *child) Done() <-chan struct{} { return c.done }
+func (c *Child) Done() <-chan struct{} { return c.done }
 
 // Err returns the child's exit status once Done is closed: nil for exit
 // status 0.
-func (c *child) Err() error {
+func (c *Child) Err() error {
 	<-c.done
 	return c.err
 }
 
-// Stopping reports whether the launcher has asked the child to stop, or
-// the caller said it expects the child to exit.
-func (c *child) Stopping() bool { return c.stopping.Load() }
-
-// expectExit marks an exit the caller has caused some other way (say a
-// kill through the API) as expected.
-func (c *child) expectExit() { c.stopping.Store(true) }
-
-// launcher starts child processes of one executable and stops them by
-// PID. It is safe for concurrent use.
-type launcher struct {
-	exe string // the program to run; os.Executable() for agents
-	// grace is how long stop waits after SIGTERM before SIGKILL.
-	grace time.Duration
-
-	mu       sync.Mutex
-	children []*child // guarded by mu; every child started, in order
+// Exited reports whether the child has exited and been reaped.
+func (c *Child) Exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
 }
 
-// newLauncher returns a launcher that runs this peerctl binary.
-func newLauncher() (*launcher, error) {
+// Term sends SIGTERM by PID, once: the agent leaves the cluster and exits;
+// a second SIGTERM would make it exit at once. It marks the exit as
+// expected and does not wait: see Done.
+func (c *Child) Term() error {
+	c.stopping.Store(true)
+	if c.termed.Swap(true) {
+		return nil
+	}
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("stop %s (pid %d): %w", c.Name, c.PID(), err)
+	}
+	return nil
+}
+
+// Termed reports whether Term has been called.
+func (c *Child) Termed() bool { return c.termed.Load() }
+
+// Stopping reports whether the launcher has asked the child to stop, or
+// the caller said it expects the child to exit.
+func (c *Child) Stopping() bool { return c.stopping.Load() }
+
+// ExpectExit marks an exit the caller has caused some other way (say a
+// kill through the API) as expected.
+func (c *Child) ExpectExit() { c.stopping.Store(true) }
+
+// Kill sends SIGKILL to the child by PID, as kill -9 does, and marks its
+// exit as expected. It does not wait: Done is closed once it is reaped.
+func (c *Child) Kill() error {
+	c.stopping.Store(true)
+	if err := c.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("kill %s (pid %d): %w", c.Name, c.PID(), err)
+	}
+	return nil
+}
+
+// Launcher starts child processes of one executable and stops them by
+// PID. It is safe for concurrent use.
+type Launcher struct {
+	Exe string // the program to run; os.Executable() for agents
+	// Grace is how long Stop waits after SIGTERM before SIGKILL.
+	Grace time.Duration
+	// Env is the children's environment; nil: this process's.
+	Env []string
+
+	mu       sync.Mutex
+	children []*Child // guarded by mu; every child started, in order
+}
+
+// NewLauncher returns a launcher that runs this peerctl binary.
+func NewLauncher() (*Launcher, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find the peerctl binary to start agents with: %w", err)
 	}
-	return &launcher{exe: exe, grace: 10 * time.Second}, nil
+	return &Launcher{Exe: exe, Grace: 10 * time.Second}, nil
 }
 
-// start runs the executable with args, its output going to out (both
+// Start runs the executable with args, its output going to out (both
 // stdout and stderr; nil discards it). It returns once the process has
 // started; the child is reaped when it exits.
-func (l *launcher) start(name string, args []string, out io.Writer) (*child, error) {
-	cmd := exec.Command(l.exe, args...)
+func (l *Launcher) Start(name string, args []string, out io.Writer) (*Child, error) {
+	return l.StartNotify(name, args, out, nil)
+}
+
+// StartNotify is Start, and calls exited, if not nil, with the child and
+// its exit status once it has been reaped, before Done is closed.
+func (l *Launcher) StartNotify(name string, args []string, out io.Writer, exited func(c *Child, err error)) (*Child, error) {
+	cmd := exec.Command(l.Exe, args...)
 	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = l.Env
 	cmd.SysProcAttr = childAttr()
 	// If out is not a file, exec copies through a pipe; don't let a
 	// grandchild that holds the pipe keep Wait from returning.
@@ -203,9 +275,12 @@ func (l *launcher) start(name string, args []string, out io.Writer) (*child, err
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	c := &child{Name: name, cmd: cmd, done: make(chan struct{})}
+	c := &Child{Name: name, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		c.err = cmd.Wait()
+		if exited != nil {
+			exited(c, c.err)
+		}
 		close(c.done)
 	}()
 	l.mu.Lock()
@@ -214,20 +289,18 @@ func (l *launcher) start(name string, args []string, out io.Writer) (*child, err
 	return c, nil
 }
 
-// stop stops c by PID: SIGTERM, then SIGKILL if it has not exited after
+// Stop stops c by PID: SIGTERM, then SIGKILL if it has not exited after
 // the grace period. It blocks until c has been reaped and returns nil if c
 // had already exited.
-func (l *launcher) stop(c *child) error {
+func (l *Launcher) Stop(c *Child) error {
 	c.stopping.Store(true)
-	select {
-	case <-c.done:
+	if c.Exited() {
 		return nil
-	default:
 	}
-	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("stop %s (pid %d): %w", c.Name, c.PID(), err)
+	if err := c.Term(); err != nil {
+		return err
 	}
-	t := time.NewTimer(l.grace)
+	t := time.NewTimer(l.Grace)
 	defer t.Stop()
 	select {
 	case <-c.done:
@@ -238,17 +311,17 @@ func (l *launcher) stop(c *child) error {
 		return fmt.Errorf("kill %s (pid %d): %w", c.Name, c.PID(), err)
 	}
 	<-c.done
-	return fmt.Errorf("%s (pid %d) did not stop within %s of SIGTERM; killed it", c.Name, c.PID(), l.grace)
+	return fmt.Errorf("%s (pid %d) did not stop within %s of SIGTERM; killed it", c.Name, c.PID(), l.Grace)
 }
 
-// stopAll stops every child still running and returns when all have been
+// StopAll stops every child still running and returns when all have been
 // reaped. It stops all but the first at once, then the first: an agent
 // that leaves waits until its leave has been gossiped to a member that is
 // still alive, so stopping every agent at the same moment can keep the
 // last ones waiting on peers that are already gone.
-func (l *launcher) stopAll() error {
+func (l *Launcher) StopAll() error {
 	l.mu.Lock()
-	var cs []*child
+	var cs []*Child
 	for _, c := range l.children {
 		select {
 		case <-c.done:
@@ -266,24 +339,38 @@ func (l *launcher) stopAll() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i+1] = l.stop(c)
+			errs[i+1] = l.Stop(c)
 		}()
 	}
 	wg.Wait()
-	errs[0] = l.stop(cs[0])
+	errs[0] = l.Stop(cs[0])
 	return errors.Join(errs...)
 }
 
-// lineWriter calls fn with each complete line written to it, without the
+// KillAll kills every child it started by PID (SIGKILL: for clusters
+// whose data is thrown away) and returns once all have been reaped.
+func (l *Launcher) KillAll() {
+	l.mu.Lock()
+	cs := slices.Clone(l.children)
+	l.mu.Unlock()
+	for _, c := range cs {
+		c.Kill()
+	}
+	for _, c := range cs {
+		<-c.done
+	}
+}
+
+// LineWriter calls fn with each complete line written to it, without the
 // newline; a final partial line is passed to fn by Close. It is safe for
 // concurrent use.
-type lineWriter struct {
-	fn  func(line string)
+type LineWriter struct {
+	Fn  func(line string)
 	mu  sync.Mutex
 	buf []byte // guarded by mu
 }
 
-func (w *lineWriter) Write(p []byte) (int, error) {
+func (w *LineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.buf = append(w.buf, p...)
@@ -292,38 +379,38 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		w.fn(string(bytes.TrimRight(w.buf[:i], "\r")))
+		w.Fn(string(bytes.TrimRight(w.buf[:i], "\r")))
 		w.buf = w.buf[i+1:]
 	}
 	return len(p), nil
 }
 
 // Close flushes a final line that lacks a newline.
-func (w *lineWriter) Close() error {
+func (w *LineWriter) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.buf) > 0 {
-		w.fn(string(w.buf))
+		w.Fn(string(w.buf))
 		w.buf = nil
 	}
 	return nil
 }
 
-// syncWriter serializes writes to w, so lines from several children and
+// SyncWriter serializes writes to w, so lines from several children and
 // from peerctl itself do not interleave.
-type syncWriter struct {
+type SyncWriter struct {
 	mu sync.Mutex
-	w  io.Writer // guarded by mu
+	W  io.Writer // guarded by mu
 }
 
-func (s *syncWriter) Write(p []byte) (int, error) {
+func (s *SyncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.w.Write(p)
+	return s.W.Write(p)
 }
 
-// tailFile returns the last n lines of the file at path, or nil.
-func tailFile(path string, n int) []string {
+// TailFile returns the last n lines of the file at path, or nil.
+func TailFile(path string, n int) []string {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil
@@ -341,10 +428,10 @@ func tailFile(path string, n int) []string {
 	return lines
 }
 
-// waitFor calls cond every interval until it reports done, the timeout
+// WaitFor calls cond every interval until it reports done, the timeout
 // passes or ctx ends. cond says why it is not done yet, and the timeout
 // error repeats the last reason: "after 15s: node2 sees node3 as alive".
-func waitFor(ctx context.Context, timeout, interval time.Duration, cond func(ctx context.Context) (done bool, why string)) error {
+func WaitFor(ctx context.Context, timeout, interval time.Duration, cond func(ctx context.Context) (done bool, why string)) error {
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	t := time.NewTicker(interval)
@@ -369,31 +456,31 @@ func waitFor(ctx context.Context, timeout, interval time.Duration, cond func(ctx
 	}
 }
 
-// memberViews asks each node's API for its member list, concurrently. A
+// MemberViews asks each node's API for its member list, concurrently. A
 // node that cannot be asked has a nil list and an error.
-func memberViews(ctx context.Context, nodes []localNode) ([][]daemon.Member, []error) {
-	views := make([][]daemon.Member, len(nodes))
+func MemberViews(ctx context.Context, nodes []Node) ([][]api.Member, []error) {
+	views := make([][]api.Member, len(nodes))
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			views[i], errs[i] = apiClient(n.API).Members(ctx, "")
+			views[i], errs[i] = Client(n.API).Members(ctx, "")
 		}()
 	}
 	wg.Wait()
 	return views, errs
 }
 
-// apiClient returns a client for the daemon at addr with a short timeout:
+// Client returns a client for the daemon at addr with a short timeout:
 // the launcher polls, and a hung request must not outlast a step.
-func apiClient(addr string) *daemon.Client {
-	return daemon.NewClientWith(addr, &http.Client{Timeout: 2 * time.Second})
+func Client(addr string) *api.Client {
+	return api.NewClientWith(addr, &http.Client{Timeout: 2 * time.Second})
 }
 
-// statusIn returns name's status in a member list, or "unknown".
-func statusIn(ms []daemon.Member, name string) string {
+// StatusIn returns name's status in a member list, or "unknown".
+func StatusIn(ms []api.Member, name string) string {
 	for _, m := range ms {
 		if m.Name == name {
 			return m.Status
@@ -402,16 +489,16 @@ func statusIn(ms []daemon.Member, name string) string {
 	return "unknown"
 }
 
-// allAlive checks that every node sees every node in want as alive; if
+// AllAlive checks that every node sees every node in want as alive; if
 // not it says who sees what.
-func allAlive(ctx context.Context, nodes []localNode, want []string) (bool, string) {
-	views, errs := memberViews(ctx, nodes)
+func AllAlive(ctx context.Context, nodes []Node, want []string) (bool, string) {
+	views, errs := MemberViews(ctx, nodes)
 	for i, n := range nodes {
 		if errs[i] != nil {
 			return false, fmt.Sprintf("%s does not answer at %s: %v", n.Name, n.API, errs[i])
 		}
 		for _, w := range want {
-			if st := statusIn(views[i], w); st != "alive" {
+			if st := StatusIn(views[i], w); st != "alive" {
 				return false, fmt.Sprintf("%s sees %s as %s", n.Name, w, st)
 			}
 		}

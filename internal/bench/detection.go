@@ -1,4 +1,4 @@
-package cli
+package bench
 
 // bench detection: kill -9 one daemon and time until the first and until
 // every survivor marks it failed, polling every survivor's member list
@@ -10,6 +10,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"github.com/peerctl/peerctl/internal/cluster"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -160,7 +161,7 @@ func detectionRep(ctx context.Context, o *benchOpts, p detectParams) (*benchRep,
 					ms, err := cl.cs[i].Members(rctx, "")
 					rcancel()
 					now := time.Since(tKill)
-					if st := statusIn(ms, vname); err == nil && (st == "failed" || st == "left") {
+					if st := cluster.StatusIn(ms, vname); err == nil && (st == "failed" || st == "left") {
 						failed[k] = now
 						remaining.Add(-1)
 						return

@@ -1,10 +1,11 @@
-package cli
+package bench
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"github.com/peerctl/peerctl/internal/cluster"
 	"math"
 	"os"
 	"os/exec"
@@ -106,7 +107,7 @@ func buildPeerctl(t *testing.T) string {
 	}
 	exe := filepath.Join(t.TempDir(), "peerctl")
 	cmd := exec.Command("go", "build", "-o", exe, ".")
-	cmd.Dir = ".." // the module root
+	cmd.Dir = "../.." // the module root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -123,9 +124,9 @@ func runBench(t *testing.T, ctx context.Context, exe string, args ...string) (st
 	var stdout bytes.Buffer
 	app := &cli.App{
 		Name:           "peerctl",
-		Commands:       []*cli.Command{benchCommand()},
+		Commands:       []*cli.Command{Command()},
 		Writer:         &stdout,
-		ErrWriter:      &lineWriter{fn: func(line string) { t.Log(line) }},
+		ErrWriter:      &cluster.LineWriter{Fn: func(line string) { t.Log(line) }},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 	full := append([]string{"peerctl", "bench"}, args...)

@@ -1,9 +1,15 @@
-package daemon
+package api
 
 import (
 	"runtime/debug"
 	"strings"
 )
+
+// Version is the peerctl version: the daemon advertises it in serf tags and
+// Info, the CLI prints it. Set it at link time with
+// -ldflags "-X github.com/peerctl/peerctl/internal/api.Version=v1.2.3";
+// otherwise init derives it from the build info (buildVersion).
+var Version string
 
 func init() {
 	if Version == "" { // not set with -ldflags -X

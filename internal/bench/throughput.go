@@ -1,4 +1,4 @@
-package cli
+package bench
 
 // bench throughput: C clients in closed loops (each sends its next write
 // when the previous one is acknowledged) for a fixed duration, all at

@@ -1,4 +1,4 @@
-package cli
+package bench
 
 // bench propagation: writes of unique keys at random nodes at a fixed rate
 // (open loop: a write is sent on schedule whether or not earlier ones were
@@ -29,7 +29,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
+	"github.com/peerctl/peerctl/internal/cluster"
 )
 
 func benchPropagationCommand() *cli.Command {
@@ -353,7 +354,7 @@ func formTimeout(n int) time.Duration { return 60*time.Second + time.Duration(n)
 
 // injectDelay delays every message of every node by d.
 func injectDelay(ctx context.Context, cl *benchCluster, d time.Duration) error {
-	res, err := cl.cs[0].InjectFault(ctx, daemon.FaultRequest{Kind: daemon.ReqDelay, Nodes: []string{"*"}, Delay: d, Reason: "bench"})
+	res, err := cl.cs[0].InjectFault(ctx, api.FaultRequest{Kind: api.ReqDelay, Nodes: []string{"*"}, Delay: d, Reason: "bench"})
 	if err != nil {
 		return fmt.Errorf("install delay: %w", err)
 	}
@@ -602,7 +603,7 @@ func burstRun(ctx context.Context, o *benchOpts, cl *benchCluster, prefix string
 		return 0, fmt.Errorf("burst: %w", err)
 	}
 	var last int64
-	err := waitFor(ctx, p.Settle, 100*time.Millisecond, func(ctx context.Context) (bool, string) {
+	err := cluster.WaitFor(ctx, p.Settle, 100*time.Millisecond, func(ctx context.Context) (bool, string) {
 		last = 0
 		for i := range cl.nodes {
 			a, err := arrivalsAt(ctx, cl, i, prefix)

@@ -1,4 +1,4 @@
-package cli
+package bench
 
 // bench catchup: one node is killed, K keys are written at the others, and
 // the node is restarted on its data dir. The figure is the time from the
@@ -14,6 +14,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"github.com/peerctl/peerctl/internal/cluster"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,13 +106,13 @@ func catchupRep(ctx context.Context, o *benchOpts, p catchupParams, rep int) (*b
 			return err
 		}
 		o.say("killed %s; waiting until the others mark it failed", vname)
-		if err := waitFor(ctx, p.Timeout, 100*time.Millisecond, func(ctx context.Context) (bool, string) {
+		if err := cluster.WaitFor(ctx, p.Timeout, 100*time.Millisecond, func(ctx context.Context) (bool, string) {
 			views, errs := cl.members(ctx, others)
 			for k, v := range views {
 				if errs[k] != nil {
 					return false, errs[k].Error()
 				}
-				if st := statusIn(v, vname); st != "failed" {
+				if st := cluster.StatusIn(v, vname); st != "failed" {
 					return false, fmt.Sprintf("%s sees %s as %s", cl.names[others[k]], vname, st)
 				}
 			}
@@ -149,7 +150,7 @@ func catchupRep(ctx context.Context, o *benchOpts, p catchupParams, rep int) (*b
 		}
 		tServe := time.Now()
 		var tEq time.Time
-		err = waitFor(ctx, p.Timeout, 20*time.Millisecond, func(ctx context.Context) (bool, string) {
+		err = cluster.WaitFor(ctx, p.Timeout, 20*time.Millisecond, func(ctx context.Context) (bool, string) {
 			if err := cl.exited(); err != nil {
 				return true, ""
 			}

@@ -1,4 +1,4 @@
-package cli
+package cluster
 
 import (
 	"context"
@@ -11,14 +11,15 @@ import (
 	"time"
 )
 
-// Tests of the local-cluster launcher that `up` and `demo` share. They
+// Tests of the local-cluster launcher that `up`, `demo` and bench share. They
 // run ordinary programs (sleep, sh) through the same start and stop paths
 // as agents, so they need no daemon.
 
 func TestLocalNodesLayout(t *testing.T) {
-	nodes := localNodes(5, 7946, ".peerctl")
-	if got := nodes[0].API; got != DefaultAddr {
-		t.Errorf("node1 API = %s; want the client default %s", got, DefaultAddr)
+	nodes := Layout(5, 7946, ".peerctl")
+	// node1's API from base 7946 is peerctl's default --addr (cli.DefaultAddr).
+	if got, want := nodes[0].API, "127.0.0.1:7947"; got != want {
+		t.Errorf("node1 API = %s; want the client default %s", got, want)
 	}
 	seen := map[string]bool{}
 	for i, n := range nodes {
@@ -41,11 +42,11 @@ func TestLocalNodesLayout(t *testing.T) {
 }
 
 func TestLocalAgentArgs(t *testing.T) {
-	n := localNodes(2, 7946, "d")[1]
-	got := strings.Join(n.agentArgs("local", "", []string{"127.0.0.1:7946"}), " ")
+	n := Layout(2, 7946, "d")[1]
+	got := strings.Join(n.AgentArgs("local", "", []string{"127.0.0.1:7946"}), " ")
 	want := "agent --name node2 --bind 127.0.0.1:7948 --api 127.0.0.1:7949 --data-dir d/node2 --profile local --join 127.0.0.1:7946"
 	if got != want {
-		t.Errorf("agentArgs = %q; want %q", got, want)
+		t.Errorf("AgentArgs = %q; want %q", got, want)
 	}
 }
 
@@ -53,18 +54,18 @@ func TestLocalFreePortRange(t *testing.T) {
 	// Two ranges taken at once must not overlap while both are held.
 	var held [][]int
 	for range 2 {
-		base, err := freePortRange(10)
+		base, err := FreePortRange(10)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if base < portLow || base+10 > portHigh {
-			t.Fatalf("freePortRange(10) = %d; want within %d..%d", base, portLow, portHigh)
+			t.Fatalf("FreePortRange(10) = %d; want within %d..%d", base, portLow, portHigh)
 		}
 		var ports []int
 		for p := base; p < base+10; p++ {
 			cs, err := holdPort(p)
 			if err != nil {
-				t.Fatalf("port %d from freePortRange is not free: %v", p, err)
+				t.Fatalf("port %d from FreePortRange is not free: %v", p, err)
 			}
 			t.Cleanup(func() { closeAll(cs) })
 			ports = append(ports, p)
@@ -83,40 +84,35 @@ func TestLocalFreePortRange(t *testing.T) {
 }
 
 func TestLocalBusyPort(t *testing.T) {
-	base, err := freePortRange(4)
+	base, err := FreePortRange(4)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, err := busyPort(base, 4); p != 0 {
-		t.Fatalf("busyPort(%d, 4) = %d, %v on a free range; want 0", base, p, err)
+	if p, err := BusyPort(base, 4); p != 0 {
+		t.Fatalf("BusyPort(%d, 4) = %d, %v on a free range; want 0", base, p, err)
 	}
 	cs, err := holdPort(base + 2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer closeAll(cs)
-	p, err := busyPort(base, 4)
+	p, err := BusyPort(base, 4)
 	if p != base+2 || !errors.Is(err, syscall.EADDRINUSE) {
-		t.Errorf("busyPort(%d, 4) = %d, %v; want %d, address in use", base, p, err, base+2)
-	}
-	// The suggestion must point past the busy port to a free range.
-	msg := busyPortError(localNodes(2, base, "d"), p, err, 2).Error()
-	if !strings.Contains(msg, "node2 gossip") || !strings.Contains(msg, "--base-port") {
-		t.Errorf("busyPortError = %q; want it to name node2 gossip and suggest --base-port", msg)
+		t.Errorf("BusyPort(%d, 4) = %d, %v; want %d, address in use", base, p, err, base+2)
 	}
 }
 
 // testLauncher returns a launcher of exe whose children are all stopped
 // at cleanup.
-func testLauncher(t *testing.T, exe string, grace time.Duration) *launcher {
+func testLauncher(t *testing.T, exe string, grace time.Duration) *Launcher {
 	t.Helper()
 	path, err := exec.LookPath(exe)
 	if err != nil {
 		t.Skipf("%s not found: %v", exe, err)
 	}
-	l := &launcher{exe: path, grace: grace}
+	l := &Launcher{Exe: path, Grace: grace}
 	t.Cleanup(func() {
-		if err := l.stopAll(); err != nil {
+		if err := l.StopAll(); err != nil {
 			t.Log(err)
 		}
 	})
@@ -130,7 +126,7 @@ func processGone(pid int) bool {
 
 func TestLocalStopTermsByPID(t *testing.T) {
 	l := testLauncher(t, "sleep", 10*time.Second)
-	c, err := l.start("sleeper", []string{"60"}, nil)
+	c, err := l.Start("sleeper", []string{"60"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +134,7 @@ func TestLocalStopTermsByPID(t *testing.T) {
 		t.Fatal("child not running after start")
 	}
 	start := time.Now()
-	if err := l.stop(c); err != nil {
+	if err := l.Stop(c); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
 	if took := time.Since(start); took > 5*time.Second {
@@ -151,7 +147,7 @@ func TestLocalStopTermsByPID(t *testing.T) {
 	if err := c.Err(); !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
 		t.Errorf("exit status = %v; want killed by SIGTERM", err)
 	}
-	if err := l.stop(c); err != nil {
+	if err := l.Stop(c); err != nil {
 		t.Errorf("second stop = %v; want nil for a child already gone", err)
 	}
 }
@@ -160,13 +156,13 @@ func TestLocalStopKillsAfterGrace(t *testing.T) {
 	l := testLauncher(t, "sh", 200*time.Millisecond)
 	ready := make(chan struct{})
 	var once sync.Once
-	out := &lineWriter{fn: func(line string) {
+	out := &LineWriter{Fn: func(line string) {
 		if line == "ready" {
 			once.Do(func() { close(ready) })
 		}
 	}}
 	// sleep inherits the ignored SIGTERM, so only SIGKILL ends it.
-	c, err := l.start("stubborn", []string{"-c", "trap '' TERM; echo ready; exec sleep 60"}, out)
+	c, err := l.Start("stubborn", []string{"-c", "trap '' TERM; echo ready; exec sleep 60"}, out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +171,7 @@ func TestLocalStopKillsAfterGrace(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("child did not start")
 	}
-	err = l.stop(c)
+	err = l.Stop(c)
 	if err == nil || !strings.Contains(err.Error(), "did not stop") {
 		t.Errorf("stop = %v; want an error saying it had to kill", err)
 	}
@@ -190,9 +186,9 @@ func TestLocalStopKillsAfterGrace(t *testing.T) {
 
 func TestLocalStopAllReapsEveryChild(t *testing.T) {
 	l := testLauncher(t, "sh", 5*time.Second)
-	var cs []*child
+	var cs []*Child
 	for _, script := range []string{"exec sleep 60", "exec sleep 60", "exit 3"} {
-		c, err := l.start("c", []string{"-c", script}, nil)
+		c, err := l.Start("c", []string{"-c", script}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,24 +202,24 @@ func TestLocalStopAllReapsEveryChild(t *testing.T) {
 	if cs[2].Stopping() {
 		t.Error("a child that exited on its own is marked as stopping")
 	}
-	if err := l.stopAll(); err != nil {
+	if err := l.StopAll(); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range cs {
 		select {
 		case <-c.Done():
 		default:
-			t.Errorf("pid %d not reaped after stopAll", c.PID())
+			t.Errorf("pid %d not reaped after StopAll", c.PID())
 		}
 		if !processGone(c.PID()) {
-			t.Errorf("pid %d still exists after stopAll", c.PID())
+			t.Errorf("pid %d still exists after StopAll", c.PID())
 		}
 	}
 }
 
 func TestLocalLineWriter(t *testing.T) {
 	var lines []string
-	w := &lineWriter{fn: func(l string) { lines = append(lines, l) }}
+	w := &LineWriter{Fn: func(l string) { lines = append(lines, l) }}
 	for _, s := range []string{"one\ntw", "o\r\n", "", "three\nfour"} {
 		w.Write([]byte(s))
 	}
@@ -235,25 +231,25 @@ func TestLocalLineWriter(t *testing.T) {
 
 func TestLocalWaitFor(t *testing.T) {
 	n := 0
-	err := waitFor(context.Background(), 10*time.Second, time.Millisecond, func(context.Context) (bool, string) {
+	err := WaitFor(context.Background(), 10*time.Second, time.Millisecond, func(context.Context) (bool, string) {
 		n++
 		return n == 3, "not yet"
 	})
 	if err != nil || n != 3 {
-		t.Errorf("waitFor = %v after %d calls; want nil after 3", err, n)
+		t.Errorf("WaitFor = %v after %d calls; want nil after 3", err, n)
 	}
 
-	err = waitFor(context.Background(), 20*time.Millisecond, time.Millisecond, func(context.Context) (bool, string) {
+	err = WaitFor(context.Background(), 20*time.Millisecond, time.Millisecond, func(context.Context) (bool, string) {
 		return false, "node2 sees node3 as alive"
 	})
 	if err == nil || err.Error() != "after 20ms: node2 sees node3 as alive" {
-		t.Errorf("waitFor on timeout = %v; want the last reason", err)
+		t.Errorf("WaitFor on timeout = %v; want the last reason", err)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err = waitFor(ctx, 10*time.Second, time.Millisecond, func(context.Context) (bool, string) { return false, "" })
+	err = WaitFor(ctx, 10*time.Second, time.Millisecond, func(context.Context) (bool, string) { return false, "" })
 	if !errors.Is(err, context.Canceled) {
-		t.Errorf("waitFor on a cancelled context = %v; want context.Canceled", err)
+		t.Errorf("WaitFor on a cancelled context = %v; want context.Canceled", err)
 	}
 }

@@ -1,20 +1,22 @@
-package cli
-
-// `peerctl bench WORKLOAD` measures a real cluster: it starts agents of the
-// peerctl binary on loopback through the local-cluster launcher (local.go),
+// Package bench is the benchmark harness behind `peerctl bench WORKLOAD`
+// (Command). It measures a real cluster: it starts agents of the
+// peerctl binary on loopback through the local-cluster launcher (internal/cluster),
 // runs a workload against them, and prints every figure with its method
 // (N, rate, duration, repetitions) as the median of the repetitions and
 // their min–max spread. Each repetition runs on a fresh cluster in a fresh
 // temporary directory. Every daemon it starts is killed by PID when the
 // repetition ends, also on error or Ctrl-C; the kernel kills them if
-// peerctl itself dies (local_linux.go).
+// peerctl itself dies (cluster/attr_linux.go).
 //
-// The workloads live in bench_*.go: propagation, detection, catchup,
-// throughput, memory. Shared here: flags, the repetition loop, the result
-// type and its table and JSON output.
+// The workloads live in their own files: propagation, detection, catchup,
+// throughput, memory; cluster.go runs one repetition's cluster. Shared
+// here: flags, the repetition loop, the result type and its table and JSON
+// output.
+package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,18 +28,19 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
 )
 
-func benchCommand() *cli.Command {
+// Command is the `bench` command; the caller sets its help category.
+func Command() *cli.Command {
 	return &cli.Command{
-		Name:     "bench",
-		Category: catTools,
-		Usage:    "measure a local cluster: propagation, failure detection, catch-up, throughput, memory",
+		Name:  "bench",
+		Usage: "measure a local cluster: propagation, failure detection, catch-up, throughput, memory",
 		UsageText: `peerctl bench WORKLOAD [options]
 
 Examples:
@@ -48,7 +51,7 @@ Examples:
    peerctl bench catchup --keys 10000
    peerctl bench throughput --clients 1,16,64
    peerctl bench memory --keys 100000 --max-nodes 25,50,100`,
-		Description: `Starts real daemons of the peerctl binary on free loopback ports, runs a
+		Description: `Starts real daemons of the peerctl binary on free cluster.Loopback ports, runs a
 workload, shows progress on stderr and prints a results table: each figure
 is the median over --reps repetitions (each on a fresh cluster) with the
 min–max spread, next to the public targets it is measured against.
@@ -97,8 +100,12 @@ type benchOpts struct {
 }
 
 func benchOptions(c *cli.Context) (*benchOpts, error) {
-	if err := wantArgs(c, 0, 0); err != nil {
-		return nil, err
+	if c.NArg() > 0 { // as cli's wantArgs(c, 0, 0)
+		usage := c.Command.HelpName
+		if c.Command.ArgsUsage != "" {
+			usage += " " + c.Command.ArgsUsage
+		}
+		return nil, fmt.Errorf("too many arguments %q: usage: %s (see `%s --help`)", c.Args().Slice(), usage, c.Command.HelpName)
 	}
 	o := &benchOpts{
 		nodes: c.Int("nodes"), reps: c.Int("reps"), profile: c.String("profile"),
@@ -114,8 +121,8 @@ func benchOptions(c *cli.Context) (*benchOpts, error) {
 	if o.reps < 1 {
 		return nil, fmt.Errorf("--reps %d: want at least 1", o.reps)
 	}
-	if !slices.Contains(daemon.Profiles, o.profile) {
-		return nil, fmt.Errorf("--profile %q: want one of %s", o.profile, strings.Join(daemon.Profiles, ", "))
+	if !slices.Contains(api.Profiles, o.profile) {
+		return nil, fmt.Errorf("--profile %q: want one of %s", o.profile, strings.Join(api.Profiles, ", "))
 	}
 	o.exe = c.String("peerctl")
 	if o.exe == "" {
@@ -336,7 +343,7 @@ func writeBench(c *cli.Context, o *benchOpts, res *benchResult) error {
 func printBenchTable(w io.Writer, res *benchResult) {
 	fmt.Fprintf(w, "%s\n", res.Method)
 	n := len(res.Reps)
-	tw := newTable(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0) // as the CLI's tables
 	fmt.Fprintf(tw, "FIGURE\tMEDIAN\tRANGE (%d %s)\tTARGETS\n", n, plural(n, "run"))
 	for _, s := range res.Summary {
 		if s.Runs == 0 {
@@ -432,7 +439,7 @@ func fmtFigure(v float64, unit string) string {
 func machineInfo() benchMachine {
 	m := benchMachine{
 		NumCPU: runtime.NumCPU(), GoVersion: runtime.Version(),
-		OS: runtime.GOOS + "/" + runtime.GOARCH, Peerctl: daemon.Version, LoadStart: loadAvg(),
+		OS: runtime.GOOS + "/" + runtime.GOARCH, Peerctl: api.Version, LoadStart: loadAvg(),
 	}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
@@ -476,4 +483,25 @@ func boolFigure(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// printJSON writes the results as indented JSON and a newline, as the
+// CLI's --json does.
+func printJSON(w io.Writer, res *benchResult) error {
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err == nil {
+		_, err = w.Write(append(b, '\n'))
+	}
+	if err != nil {
+		return fmt.Errorf("write json: %w", err)
+	}
+	return nil
+}
+
+// plural returns word, with an "s" unless n is 1.
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
 }

@@ -1,4 +1,4 @@
-package cli
+package bench
 
 import (
 	"bufio"
@@ -17,7 +17,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/api"
+	"github.com/peerctl/peerctl/internal/cluster"
 )
 
 // benchCluster is one repetition's cluster: N agents started through the
@@ -26,16 +27,16 @@ import (
 // noted.
 type benchCluster struct {
 	o     *benchOpts
-	l     *launcher
+	l     *cluster.Launcher
 	dir   string
-	nodes []localNode
+	nodes []cluster.Node
 	names []string
 	extra []string // agent flags after those of agentArgs, also on restart
 	hc    *http.Client
-	cs    []*daemon.Client // by node index
+	cs    []*api.Client // by node index
 
 	mu      sync.Mutex         // guards the fields below
-	procs   []*child           // by node index, the latest process
+	procs   []*cluster.Child   // by node index, the latest process
 	logs    []*os.File         // every log file opened
 	events  []benchMemberEvent // membership events from the logs, in order
 	started []time.Time        // by node index, when the latest process was started
@@ -77,23 +78,23 @@ func newBenchCluster(o *benchOpts, n int, extra ...string) (*benchCluster, error
 	if err != nil {
 		return nil, err
 	}
-	base, err := freePortRange(2 * n)
+	base, err := cluster.FreePortRange(2 * n)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
 	cl := &benchCluster{
 		o:     o,
-		l:     &launcher{exe: o.exe, grace: 5 * time.Second},
+		l:     &cluster.Launcher{Exe: o.exe, Grace: 5 * time.Second},
 		dir:   dir,
-		nodes: localNodes(n, base, dir),
+		nodes: cluster.Layout(n, base, dir),
 		extra: append(append([]string{"--log-level", "info"}, o.agentArgs...), extra...),
 		hc:    benchHTTPClient(),
-		procs: make([]*child, n), started: make([]time.Time, n),
+		procs: make([]*cluster.Child, n), started: make([]time.Time, n),
 	}
 	for _, nd := range cl.nodes {
 		cl.names = append(cl.names, nd.Name)
-		cl.cs = append(cl.cs, daemon.NewClientWith(nd.API, cl.hc))
+		cl.cs = append(cl.cs, api.NewClientWith(nd.API, cl.hc))
 	}
 	return cl, nil
 }
@@ -118,7 +119,7 @@ func (cl *benchCluster) start(ctx context.Context) error {
 
 // startNode starts node i for the first time, joining join.
 func (cl *benchCluster) startNode(i int, join []string) error {
-	return cl.run(i, cl.nodes[i].agentArgs(cl.o.profile, "", join, cl.extra...))
+	return cl.run(i, cl.nodes[i].AgentArgs(cl.o.profile, "", join, cl.extra...))
 }
 
 // restart starts node i again on its data dir, with the flags it saved
@@ -133,9 +134,9 @@ func (cl *benchCluster) run(i int, args []string) error {
 	if err != nil {
 		return err
 	}
-	lw := &lineWriter{fn: func(line string) { cl.scanLine(nd.Name, line) }}
+	lw := &cluster.LineWriter{Fn: func(line string) { cl.scanLine(nd.Name, line) }}
 	at := time.Now()
-	ch, err := cl.l.start(nd.Name, args, io.MultiWriter(f, lw))
+	ch, err := cl.l.Start(nd.Name, args, io.MultiWriter(f, lw))
 	if err != nil {
 		f.Close()
 		return err
@@ -200,7 +201,7 @@ func (cl *benchCluster) eventsSince(t time.Time) []benchMemberEvent {
 	return out
 }
 
-func (cl *benchCluster) proc(i int) *child {
+func (cl *benchCluster) proc(i int) *cluster.Child {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	return cl.procs[i]
@@ -223,8 +224,8 @@ func (cl *benchCluster) exited() error {
 		}
 		select {
 		case <-p.Done():
-			return fmt.Errorf("%s (pid %d) exited: %v; its log ends:\n  %s", p.Name, p.PID(), p.err,
-				strings.Join(tailFile(filepath.Join(cl.dir, p.Name+".log"), 5), "\n  "))
+			return fmt.Errorf("%s (pid %d) exited: %v; its log ends:\n  %s", p.Name, p.PID(), p.Err(),
+				strings.Join(cluster.TailFile(filepath.Join(cl.dir, p.Name+".log"), 5), "\n  "))
 		default:
 		}
 	}
@@ -235,10 +236,9 @@ func (cl *benchCluster) exited() error {
 // returns when the signal was sent.
 func (cl *benchCluster) kill(i int) (time.Time, error) {
 	p := cl.proc(i)
-	p.stopping.Store(true)
 	at := time.Now()
-	if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return at, fmt.Errorf("kill %s (pid %d): %w", p.Name, p.PID(), err)
+	if err := p.Kill(); err != nil {
+		return at, err
 	}
 	<-p.Done()
 	return at, nil
@@ -248,16 +248,7 @@ func (cl *benchCluster) kill(i int) (time.Time, error) {
 // thrown away) and waits until all are reaped, then removes the directory
 // unless asked to keep it or the repetition failed.
 func (cl *benchCluster) close(failed bool) {
-	cl.l.mu.Lock()
-	ps := slices.Clone(cl.l.children)
-	cl.l.mu.Unlock()
-	for _, p := range ps {
-		p.stopping.Store(true)
-		p.cmd.Process.Kill()
-	}
-	for _, p := range ps {
-		<-p.Done()
-	}
+	cl.l.KillAll()
 	cl.hc.CloseIdleConnections()
 	cl.mu.Lock()
 	for _, f := range cl.logs {
@@ -273,7 +264,7 @@ func (cl *benchCluster) close(failed bool) {
 
 // waitServing waits until node i's API answers.
 func (cl *benchCluster) waitServing(ctx context.Context, i int, timeout time.Duration) error {
-	return waitFor(ctx, timeout, 5*time.Millisecond, func(ctx context.Context) (bool, string) {
+	return cluster.WaitFor(ctx, timeout, 5*time.Millisecond, func(ctx context.Context) (bool, string) {
 		if err := cl.exited(); err != nil {
 			return true, ""
 		}
@@ -291,7 +282,7 @@ func (cl *benchCluster) waitServing(ctx context.Context, i int, timeout time.Dur
 func (cl *benchCluster) waitAlive(ctx context.Context, idx []int, want []string, timeout time.Duration) error {
 	interval := max(100*time.Millisecond, time.Duration(len(idx)*len(want))*50*time.Microsecond)
 	var exitErr error
-	err := waitFor(ctx, timeout, interval, func(ctx context.Context) (bool, string) {
+	err := cluster.WaitFor(ctx, timeout, interval, func(ctx context.Context) (bool, string) {
 		if exitErr = cl.exited(); exitErr != nil {
 			return true, ""
 		}
@@ -301,7 +292,7 @@ func (cl *benchCluster) waitAlive(ctx context.Context, idx []int, want []string,
 				return false, fmt.Sprintf("%s does not answer: %v", cl.names[i], errs[k])
 			}
 			for _, w := range want {
-				if st := statusIn(views[k], w); st != "alive" {
+				if st := cluster.StatusIn(views[k], w); st != "alive" {
 					return false, fmt.Sprintf("%s sees %s as %s", cl.names[i], w, st)
 				}
 			}
@@ -348,8 +339,8 @@ func (cl *benchCluster) eachNode(idx []int, fn func(k, i int) error) []error {
 }
 
 // members asks each node in idx for its member list.
-func (cl *benchCluster) members(ctx context.Context, idx []int) ([][]daemon.Member, []error) {
-	views := make([][]daemon.Member, len(idx))
+func (cl *benchCluster) members(ctx context.Context, idx []int) ([][]api.Member, []error) {
+	views := make([][]api.Member, len(idx))
 	errs := cl.eachNode(idx, func(k, i int) error {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
@@ -361,8 +352,8 @@ func (cl *benchCluster) members(ctx context.Context, idx []int) ([][]daemon.Memb
 }
 
 // infos asks each node in idx for its Info.
-func (cl *benchCluster) infos(ctx context.Context, idx []int) ([]*daemon.Info, error) {
-	out := make([]*daemon.Info, len(idx))
+func (cl *benchCluster) infos(ctx context.Context, idx []int) ([]*api.Info, error) {
+	out := make([]*api.Info, len(idx))
 	errs := cl.eachNode(idx, func(k, i int) error {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
@@ -401,7 +392,7 @@ func (cl *benchCluster) waitConverged(ctx context.Context, idx []int, interval, 
 	var at time.Time
 	checks := 0
 	var exitErr error
-	err := waitFor(ctx, timeout, interval, func(ctx context.Context) (bool, string) {
+	err := cluster.WaitFor(ctx, timeout, interval, func(ctx context.Context) (bool, string) {
 		if exitErr = cl.exited(); exitErr != nil {
 			return true, ""
 		}

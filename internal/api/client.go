@@ -1,4 +1,4 @@
-package daemon
+package api
 
 import (
 	"bytes"
@@ -23,7 +23,7 @@ var ErrKeyNotFound = errors.New("key not found")
 // StatusError is an error response from a daemon.
 type StatusError struct {
 	Code int    // HTTP status
-	Kind string // apiError.Code, if any
+	Kind string // Error.Code, if any
 	Msg  string
 }
 
@@ -75,7 +75,7 @@ func (c *Client) do(ctx context.Context, method, u string, body io.Reader, out a
 	if err != nil {
 		return err
 	}
-	req.Header.Set(headerClient, "1")
+	req.Header.Set(HeaderClient, "1")
 	if body != nil {
 		req.Header.Set("Content-Type", ct)
 	}
@@ -96,7 +96,7 @@ func (c *Client) do(ctx context.Context, method, u string, body io.Reader, out a
 		return fmt.Errorf("read reply from %s: over %d bytes", c.addr, maxReply)
 	}
 	if resp.StatusCode >= 300 {
-		var ae apiError
+		var ae Error
 		if json.Unmarshal(data, &ae) == nil && ae.Error != "" {
 			return &StatusError{Code: resp.StatusCode, Kind: ae.Code, Msg: ae.Error}
 		}
@@ -109,6 +109,15 @@ func (c *Client) do(ctx context.Context, method, u string, body io.Reader, out a
 		return fmt.Errorf("decode reply from %s: %w", c.addr, err)
 	}
 	return nil
+}
+
+// Do sends a request for path (with its query, if any) to the daemon and
+// decodes a JSON reply into out (if non-nil), as the methods below do. body,
+// if not nil, is sent as application/octet-stream. Errors are as the methods'.
+// The daemon uses it for its internal endpoints (the fault table, fault
+// orders to one node).
+func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, out any) error {
+	return c.do(ctx, method, "http://"+c.addr+path, body, out)
 }
 
 // Members lists the members as the node sees them.
@@ -128,7 +137,7 @@ func (c *Client) Get(ctx context.Context, node, key string) (*KV, error) {
 	var out KV
 	err := c.do(ctx, "GET", c.url(kvPath(key), node, nil), nil, &out)
 	var se *StatusError
-	if errors.As(err, &se) && se.Kind == codeKeyNotFound {
+	if errors.As(err, &se) && se.Kind == CodeKeyNotFound {
 		return nil, ErrKeyNotFound
 	}
 	return &out, err
@@ -196,4 +205,33 @@ func (c *Client) CheckWithin(ctx context.Context, budget time.Duration) (*CheckR
 	}
 	var out CheckResult
 	return &out, c.do(ctx, "GET", c.url("/v1/check", "", q), nil, &out)
+}
+
+// InjectFault orders a fault on the cluster through the daemon.
+func (c *Client) InjectFault(ctx context.Context, req FaultRequest) (*FaultResult, error) {
+	var out FaultResult
+	return &out, c.do(ctx, "POST", c.url("/v1/faults", "", nil), jsonBody(req), &out)
+}
+
+// Faults returns the cluster's faults in force and every member's rules.
+func (c *Client) Faults(ctx context.Context) (*FaultsView, error) {
+	var out FaultsView
+	return &out, c.do(ctx, "GET", c.url("/v1/faults", "", url.Values{"all": {"1"}}), nil, &out)
+}
+
+// Heal removes faults from the cluster: every fault if target is "", else
+// the fault with ID target or the faults that named the node target.
+func (c *Client) Heal(ctx context.Context, target string) (*HealResult, error) {
+	q := url.Values{}
+	if target != "" {
+		q.Set("target", target)
+	}
+	var out HealResult
+	return &out, c.do(ctx, "DELETE", c.url("/v1/faults", "", q), nil, &out)
+}
+
+// LocalFaults returns the rules the node applies.
+func (c *Client) LocalFaults(ctx context.Context, node string) ([]Rule, error) {
+	var out []Rule
+	return out, c.do(ctx, "GET", c.url("/v1/faults", node, nil), nil, &out)
 }

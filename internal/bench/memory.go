@@ -1,4 +1,4 @@
-package cli
+package bench
 
 // bench memory: the resident set size (VmRSS in /proc/PID/status) of idle
 // daemons with an empty store and after loading K keys, the time from
