@@ -318,7 +318,7 @@ Examples:
   peerctl faults --json | jq '.faults[].id'`,
 		Description: `Prints the cluster's fault table as the daemon at --addr holds it: one row
 per fault in force, with its ID, what it does, when it started and ends
-("healed" if only ` + "`peerctl heal`" + ` ends it), the nodes that apply it now and
+("until healed" if only ` + "`peerctl heal`" + ` ends it), the nodes that apply it now and
 those that do not yet (a node that is down applies it when it returns; a
 node just told applies it within a second or two), and the command that
 ordered it. A node that could not be asked is listed below the table.
@@ -379,7 +379,7 @@ func runFaults(c *cli.Context) error {
 		tw := newTable(w)
 		fmt.Fprintln(tw, "ID\tFAULT\tSINCE\tUNTIL\tAPPLIED\tPENDING\tREASON")
 		for _, f := range out.Faults {
-			until := "healed"
+			until := "until healed"
 			if f.Until != nil {
 				until = clock(*f.Until, now)
 			}

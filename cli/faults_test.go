@@ -455,7 +455,7 @@ func TestFaultsList(t *testing.T) {
 	s, u := clock(since, time.Now()), clock(until, time.Now())
 	checkLines(t, out, []string{
 		"ID FAULT SINCE UNTIL APPLIED PENDING REASON",
-		"f-1 pause n1 " + s + " healed n1 - pause n1",
+		"f-1 pause n1 " + s + " until healed n1 - pause n1",
 		"f-2 delay n1 by 100ms " + s + " " + u + " n2 n1,n3 delay n1 --by 100ms --for 1h",
 		"n3: could not be asked (down?): connection refused",
 	})
