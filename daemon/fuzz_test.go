@@ -60,33 +60,6 @@ func FuzzReadFrame(f *testing.F) {
 	})
 }
 
-// FuzzUnframe checks the framing of sync messages: it never panics, and
-// what it accepts survives a round trip through frame.
-func FuzzUnframe(f *testing.F) {
-	f.Add(frame([]byte("a"), nil, []byte{1}), 3)
-	f.Add(frame(nil, nil), 2)
-	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, 2)
-	f.Fuzz(func(t *testing.T, in []byte, n int) {
-		n = n & 7
-		parts, err := unframe(in, n)
-		if err != nil {
-			return
-		}
-		if len(parts) != n {
-			t.Fatalf("unframe(%x, %d) returned %d parts", in, n, len(parts))
-		}
-		again, err := unframe(frame(parts...), n)
-		if err != nil || len(again) != n {
-			t.Fatalf("unframe(%x): parts %q do not round-trip: %q, %v", in, parts, again, err)
-		}
-		for i := range parts {
-			if !bytes.Equal(again[i], parts[i]) {
-				t.Fatalf("unframe(%x): part %d %q round-trips to %q", in, i, parts[i], again[i])
-			}
-		}
-	})
-}
-
 // fuzzAgent starts an in-memory agent for a fuzz target: one per target
 // and process (a fresh one per input would make the fuzzer crawl). It logs
 // nowhere: millions of inputs would fill the test log.
@@ -156,9 +129,9 @@ func FuzzServe(f *testing.F) {
 	}
 	f.Add(uint8(0), store.EncodeBatch(good))
 	f.Add(uint8(0), store.EncodeBatch([]store.Entry{{Key: "x", Value: []byte("x"), Version: store.Version{TS: store.MaxTimestamp, Node: "m"}}}))
-	f.Add(uint8(1), store.EncodeDigest(&d))
-	f.Add(uint8(2), frame(store.EncodeInts(all), store.EncodeSummaries(nil)))
-	f.Add(uint8(2), frame(store.EncodeInts([]int{-1, 5000, 3}), store.EncodeSummaries([]store.Summary{good[0].Summary()})))
+	f.Add(uint8(1), store.DigestReq{Digest: d}.Encode())
+	f.Add(uint8(2), store.SyncReq{Buckets: all}.Encode())
+	f.Add(uint8(2), store.SyncReq{Buckets: []int{3, 5000}, Summaries: []store.Summary{good[0].Summary()}}.Encode())
 	f.Fuzz(func(t *testing.T, k uint8, body []byte) {
 		st, err := store.Open(store.NewMemBackend(), store.Config{Node: "self", MaxClockSkew: time.Minute})
 		if err != nil {
@@ -176,19 +149,20 @@ func FuzzServe(f *testing.F) {
 		if err == nil {
 			switch kind {
 			case kindDigest:
-				if _, err := store.DecodeInts(reply); err != nil {
+				if _, err := store.DecodeDigestReply(reply); err != nil {
 					t.Fatalf("digest reply does not decode: %v", err)
 				}
 			case kindSync:
-				parts, err := unframe(reply, 3)
+				m, err := store.DecodeSyncReply(reply)
 				if err != nil {
-					t.Fatalf("sync reply does not unframe: %v", err)
+					t.Fatalf("sync reply does not decode: %v", err)
 				}
-				if _, err := store.DecodeBatch(parts[0]); err != nil || len(parts[0]) > syncChunk {
-					t.Fatalf("sync reply batch of %d bytes: %v", len(parts[0]), err)
+				size := 0
+				for _, e := range m.Entries {
+					size += store.EntrySize(e)
 				}
-				if _, err := store.DecodeStrings(parts[1]); err != nil {
-					t.Fatalf("sync reply keys do not decode: %v", err)
+				if size > syncChunk && len(m.Entries) > 1 {
+					t.Fatalf("sync reply holds %d bytes of entries; limit %d", size, syncChunk)
 				}
 			}
 		}

@@ -10,12 +10,11 @@ package daemon
 // fails is dropped: anti-entropy repairs it, and the peer is synced soon.
 //
 // Anti-entropy. Every SyncInterval a node picks a random alive peer and
-// reconciles with it in at most three messages:
-//
-//	A -> B  digest   A's 1024 bucket hashes          B replies: differing buckets
-//	A -> B  sync     the buckets + A's summaries     B replies: entries A lacks
-//	                 of every key in them                       + keys B lacks (capped; more=1 if cut)
-//	A -> B  push     the entries B lacks (if any)
+// reconciles with it in at most three messages (digest, sync, push). The
+// exchange itself is pure code in store/sync.go (messages, rules, limits)
+// and their wire form is in store/codec.go; here it is only plumbing:
+// syncWith runs store.SyncRound over the transport, serve decodes a
+// request, asks the store and encodes the reply.
 //
 // Both sides end with the newer version of every key in those buckets, so a
 // node that was down, partitioned or missed a push converges, and a new empty
@@ -28,12 +27,10 @@ package daemon
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,11 +39,10 @@ import (
 )
 
 const (
-	syncChunk        = 4 << 20       // max bytes of entries in one sync reply
-	maxSyncSummaries = syncChunk / 2 // max bytes of summaries in one sync request
-	pushChunk        = 1 << 20       // max bytes of entries in one push message
-	maxPending       = 32 << 20      // a peer's queue beyond this is dropped; sync repairs
-	maxSyncRepeats   = 256           // rounds in a row while a peer says more
+	syncChunk      = store.SyncChunk // max bytes of entries in one sync reply
+	pushChunk      = 1 << 20         // max bytes of entries in one push message
+	maxPending     = 32 << 20        // a peer's queue beyond this is dropped; sync repairs
+	maxSyncRepeats = 256             // rounds in a row while a peer says more
 )
 
 // A batch from a peer is merged in chunks of at most mergeChunkEntries
@@ -212,7 +208,7 @@ func (r *replicator) peerList() []*peer {
 func (r *replicator) broadcast(es ...store.Entry) {
 	size := 0
 	for _, e := range es {
-		size += len(e.Key) + len(e.Value) + 32
+		size += store.EntrySize(e)
 	}
 	for _, p := range r.peerList() {
 		p.mu.Lock()
@@ -297,7 +293,7 @@ func (r *replicator) sendBatch(p *peer, batch []store.Entry) {
 	for len(batch) > 0 {
 		n, size := 0, 0
 		for n < len(batch) && (n == 0 || size < pushChunk) {
-			size += len(batch[n].Key) + len(batch[n].Value) + 32
+			size += store.EntrySize(batch[n])
 			n++
 		}
 		if err := r.push(p, batch[:n]); err != nil {
@@ -404,142 +400,77 @@ func (r *replicator) syncLoop() {
 	}
 }
 
-// syncWith runs one anti-entropy round with p and reports whether p had
-// more to send than fitted in one reply.
+// syncWith runs one anti-entropy round with p (store.SyncRound, over the
+// transport) and reports whether p had more to send than fitted in one reply.
 func (r *replicator) syncWith(p *peer) (more bool, err error) {
 	ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
 	defer cancel()
 	r.syncRounds.Add(1)
-	d := r.st.Digest()
-	start := time.Now()
-	reply, err := r.tr.Call(ctx, p.name, p.addr, kindDigest, store.EncodeDigest(&d))
-	if err != nil {
-		return false, err
-	}
-	r.noteRTT(time.Since(start))
-	buckets, err := store.DecodeInts(reply)
-	if err != nil {
-		return false, fmt.Errorf("digest reply from %s: %w", p.name, err)
-	}
-	r.lastSync.Store(r.now().UnixMilli())
-	if len(buckets) == 0 {
-		return false, nil
-	}
-	buckets, sums, cut := r.summariesUpTo(buckets, maxSyncSummaries)
-	start = time.Now()
-	reply, err = r.tr.Call(ctx, p.name, p.addr, kindSync, frame(store.EncodeInts(buckets), store.EncodeSummaries(sums)))
-	if err != nil {
-		return false, err
-	}
-	r.noteRTT(time.Since(start))
-	parts, err := unframe(reply, 3)
-	if err != nil {
-		return false, fmt.Errorf("sync reply from %s: %w", p.name, err)
-	}
-	entries, err := store.DecodeBatch(parts[0])
-	if err != nil {
-		return false, fmt.Errorf("sync reply from %s: %w", p.name, err)
-	}
-	want, err := store.DecodeStrings(parts[1])
-	if err != nil {
-		return false, fmt.Errorf("sync reply from %s: %w", p.name, err)
-	}
-	more = cut || len(parts[2]) == 1 && parts[2][0] == 1
-	if len(entries) > 0 {
-		applied, err := r.merge(entries)
+	rp := &remotePeer{r: r, p: p, ctx: ctx}
+	more, err = r.st.SyncRound(rp, rand.Int(), func(es []store.Entry) error {
+		applied, err := r.merge(es)
 		r.repaired.Add(uint64(len(applied)))
 		if err != nil {
 			if !entriesRefused(err) {
-				return false, err
+				return err
 			}
 			r.dropped(dropRefused)
 			r.warns.warn(r.log, p.addr, "refused entries in a sync reply", "peer", p.name, "err", err)
 		}
+		return nil
+	})
+	if err != nil && r.damaged(err) {
+		err = nil
 	}
-	for len(want) > 0 {
-		es, rest, err := r.entriesUpTo(want, syncChunk)
-		if err != nil {
-			return false, err
-		}
-		if len(es) > 0 {
-			if _, err := r.tr.Call(ctx, p.name, p.addr, kindPush, store.EncodeBatch(es)); err != nil {
-				return false, err
-			}
-		}
-		want = rest
-	}
-	return more, nil
+	return more, err
 }
 
-// entriesUpTo reads the stored entries of keys, in order, while they fit
-// in limit bytes (at least one entry), and returns them with the keys it
-// did not reach. It reads entriesStep keys at a time, so a long list of
-// keys with large values costs limit bytes of memory, not the whole list:
-// one sync request naming every bucket made a node holding 3000 values of
-// 60 KiB read all 180 MB to send 4 MiB. Damaged records are left out
-// (Store.Entries sets them aside).
-func (r *replicator) entriesUpTo(keys []string, limit int) (es []store.Entry, rest []string, err error) {
-	size := 0
-	for len(keys) > 0 {
-		n := min(len(keys), entriesStep)
-		got, err := r.st.Entries(keys[:n])
-		if err != nil && !r.damaged(err) {
-			return nil, nil, err
-		}
-		for _, e := range got {
-			sz := len(e.Key) + len(e.Value) + 32
-			if size+sz > limit && len(es) > 0 {
-				// Full: the rest, from this entry's key on, waits.
-				return es, keys[slices.Index(keys[:n], e.Key):], nil
-			}
-			size += sz
-			es = append(es, e)
-		}
-		keys = keys[n:]
-	}
-	return es, keys, nil
+// remotePeer is the other side of a round, over the transport: it encodes
+// each message, calls p and decodes the reply.
+type remotePeer struct {
+	r   *replicator
+	p   *peer
+	ctx context.Context
 }
 
-// entriesStep is how many keys entriesUpTo reads at a time: it holds at
-// most entriesStep values (64 KiB each) past its limit.
-const entriesStep = 64
+func (rp *remotePeer) call(kind string, body []byte) ([]byte, error) {
+	start := time.Now()
+	reply, err := rp.r.tr.Call(rp.ctx, rp.p.name, rp.p.addr, kind, body)
+	if err != nil {
+		return nil, err
+	}
+	rp.r.noteRTT(time.Since(start))
+	return reply, nil
+}
 
-// summariesUpTo returns the summaries of as many of buckets as fit in
-// limit bytes (at least one bucket), taken from a random place in the list
-// so that rounds cut short still reach every bucket, and reports whether
-// buckets were left out.
-func (r *replicator) summariesUpTo(buckets []int, limit int) ([]int, []store.Summary, bool) {
-	sums := r.st.Summaries(buckets)
-	size := map[int]int{}
-	total := 0
-	for _, s := range sums {
-		n := len(s.Key) + len(s.Version.Node) + 24
-		size[store.BucketOf(s.Key)] += n
-		total += n
+func (rp *remotePeer) Digest(req store.DigestReq) (store.DigestReply, error) {
+	reply, err := rp.call(kindDigest, req.Encode())
+	if err != nil {
+		return store.DigestReply{}, err
 	}
-	if total <= limit || len(buckets) <= 1 {
-		return buckets, sums, false
+	m, err := store.DecodeDigestReply(reply)
+	if err != nil {
+		return store.DigestReply{}, fmt.Errorf("digest reply from %s: %w", rp.p.name, err)
 	}
-	off := rand.N(len(buckets))
-	var keep []int
-	in := map[int]bool{}
-	used := 0
-	for i := range buckets {
-		b := buckets[(off+i)%len(buckets)]
-		if len(keep) > 0 && used+size[b] > limit {
-			continue
-		}
-		keep = append(keep, b)
-		in[b] = true
-		used += size[b]
+	rp.r.lastSync.Store(rp.r.now().UnixMilli())
+	return m, nil
+}
+
+func (rp *remotePeer) Sync(req store.SyncReq) (store.SyncReply, error) {
+	reply, err := rp.call(kindSync, req.Encode())
+	if err != nil {
+		return store.SyncReply{}, err
 	}
-	out := sums[:0:0]
-	for _, s := range sums {
-		if in[store.BucketOf(s.Key)] {
-			out = append(out, s)
-		}
+	m, err := store.DecodeSyncReply(reply)
+	if err != nil {
+		return store.SyncReply{}, fmt.Errorf("sync reply from %s: %w", rp.p.name, err)
 	}
-	return keep, out, true
+	return m, nil
+}
+
+func (rp *remotePeer) Push(es []store.Entry) error {
+	_, err := rp.r.tr.Call(rp.ctx, rp.p.name, rp.p.addr, kindPush, store.EncodeBatch(es))
+	return err
 }
 
 // merge applies entries from a peer in chunks (mergeChunkEntries), so that
@@ -553,7 +484,7 @@ func (r *replicator) merge(es []store.Entry) ([]store.Entry, error) {
 	for len(es) > 0 {
 		n, size := 0, 0
 		for n < len(es) && n < mergeChunkEntries && (n == 0 || size < mergeChunkBytes) {
-			size += len(es[n].Key) + len(es[n].Value) + 32
+			size += store.EntrySize(es[n])
 			n++
 		}
 		got, err := r.st.Merge(es[:n])
@@ -631,41 +562,23 @@ func (r *replicator) serve(kind string, body []byte) ([]byte, error) {
 		}
 		return nil, nil
 	case kindDigest:
-		remote, err := store.DecodeDigest(body)
+		req, err := store.DecodeDigestReq(body)
 		if err != nil {
 			return nil, reject(dropDecode, err)
 		}
-		if r.syncing.Load() {
-			// Busy with our own round; the initiator tries a random
-			// peer again at its next tick.
-			return store.EncodeInts(nil), nil
-		}
-		d := r.st.Digest()
-		return store.EncodeInts(d.Diff(remote)), nil
+		// Busy with our own round: the initiator tries a random peer
+		// again at its next tick.
+		return r.st.ServeDigest(req, r.syncing.Load()).Encode(), nil
 	case kindSync:
-		parts, err := unframe(body, 2)
+		req, err := store.DecodeSyncReq(body)
 		if err != nil {
 			return nil, reject(dropDecode, err)
 		}
-		buckets, err := store.DecodeInts(parts[0])
-		if err != nil {
-			return nil, reject(dropDecode, err)
-		}
-		sums, err := store.DecodeSummaries(parts[1])
-		if err != nil {
-			return nil, reject(dropDecode, err)
-		}
-		give, take := r.st.Compare(buckets, sums)
-		es, rest, err := r.entriesUpTo(give, syncChunk)
-		if err != nil {
+		reply, err := r.st.ServeSync(req, syncChunk)
+		if err != nil && !r.damaged(err) {
 			return nil, err
 		}
-		more := len(rest) > 0
-		flag := []byte{0}
-		if more {
-			flag[0] = 1
-		}
-		return frame(store.EncodeBatch(es), store.EncodeStrings(take), flag), nil
+		return reply.Encode(), nil
 	}
 	return nil, reject(dropDecode, fmt.Errorf("%w: unknown message kind %q", store.ErrCorrupt, kind))
 }
@@ -699,35 +612,4 @@ func (r *replicator) noteApplied(es []store.Entry) {
 	} else {
 		r.avgLag.Store(old + (lag-old)/8)
 	}
-}
-
-// frame joins byte strings, each prefixed by its length.
-func frame(parts ...[]byte) []byte {
-	n := 0
-	for _, p := range parts {
-		n += len(p) + binary.MaxVarintLen64
-	}
-	b := make([]byte, 0, n)
-	for _, p := range parts {
-		b = binary.AppendUvarint(b, uint64(len(p)))
-		b = append(b, p...)
-	}
-	return b
-}
-
-// unframe splits a frame into exactly n parts.
-func unframe(b []byte, n int) ([][]byte, error) {
-	out := make([][]byte, 0, n)
-	for i := 0; i < n; i++ {
-		l, k := binary.Uvarint(b)
-		if k <= 0 || l > uint64(len(b)-k) {
-			return nil, fmt.Errorf("%w: bad frame", store.ErrCorrupt)
-		}
-		out = append(out, b[k:k+int(l)])
-		b = b[k+int(l):]
-	}
-	if len(b) != 0 {
-		return nil, fmt.Errorf("%w: trailing bytes after frame", store.ErrCorrupt)
-	}
-	return out, nil
 }

@@ -31,7 +31,7 @@ func TestSyncReplyReadsOnlyWhatItSends(t *testing.T) {
 	for i := range all {
 		all[i] = i
 	}
-	body := frame(store.EncodeInts(all), store.EncodeSummaries(nil))
+	body := store.SyncReq{Buckets: all}.Encode()
 
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -50,21 +50,18 @@ func TestSyncReplyReadsOnlyWhatItSends(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("sync = %d, %v", resp.StatusCode, err)
 	}
-	parts, err := unframe(reply, 3)
+	m, err := store.DecodeSyncReply(reply)
 	if err != nil {
 		t.Fatal(err)
 	}
-	es, err := store.DecodeBatch(parts[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(es) == 0 || len(parts[0]) > syncChunk || parts[2][0] != 1 {
-		t.Errorf("reply: %d entries, %d bytes, more=%d; want some entries, at most %d bytes, more=1", len(es), len(parts[0]), parts[2][0], syncChunk)
+	es := m.Entries
+	if len(es) == 0 || len(reply) > syncChunk+4096 || !m.More {
+		t.Errorf("reply: %d entries, %d bytes, more=%v; want some entries, at most %d bytes, more", len(es), len(reply), m.More, syncChunk)
 	}
 	// Allocated by the whole process during the call: the reply (4 MiB,
 	// encoded and read back here) and what was read to build it.
 	alloc := after.TotalAlloc - before.TotalAlloc
-	t.Logf("sync reply: %d entries, %d KiB; allocated %d MiB meanwhile (store holds %d MiB)", len(es), len(parts[0])>>10, alloc>>20, n*size>>20)
+	t.Logf("sync reply: %d entries, %d KiB; allocated %d MiB meanwhile (store holds %d MiB)", len(es), len(reply)>>10, alloc>>20, n*size>>20)
 	if alloc > 64<<20 {
 		t.Errorf("answering one sync allocated %d MiB; want < 64 MiB (the store holds %d MiB)", alloc>>20, n*size>>20)
 	}

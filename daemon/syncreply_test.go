@@ -47,9 +47,9 @@ func TestForgedSyncReplyIsRefused(t *testing.T) {
 	mallory := peerFunc(func(kind string, body []byte) ([]byte, error) {
 		switch kind {
 		case kindDigest:
-			return store.EncodeInts(buckets), nil
+			return store.DigestReply{Buckets: buckets}.Encode(), nil
 		case kindSync:
-			return frame(store.EncodeBatch(forged), store.EncodeStrings(nil), []byte{0}), nil
+			return store.SyncReply{Entries: forged}.Encode(), nil
 		case kindPush:
 			return nil, nil
 		}

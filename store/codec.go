@@ -20,8 +20,14 @@ import (
 //	batch   = 0x01 count:uvarint entry*
 //	sums    = 0x02 count:uvarint (key:string ts:u64le node:string flags:u8 vhash:u64le)*
 //	digest  = 0x03 u64le * NumBuckets
-//	ints    = 0x04 count:uvarint uvarint*
-//	strings = 0x05 count:uvarint string*
+//	dreply  = 0x04 buckets                                  (DigestReply)
+//	sreq    = 0x06 buckets sums-body                        (SyncReq)
+//	sreply  = 0x07 more:u8 count:uvarint entry* count:uvarint string*  (SyncReply)
+//	buckets = count:uvarint bucket:uvarint*
+//	sums-body = count:uvarint (key:string ts:u64le node:string flags:u8 vhash:u64le)*
+//
+// A DigestReq is a digest. The messages of the exchange are explained in
+// sync.go.
 //
 // A record is the form stored on disk. AppendRecord sets flagHashed and
 // appends the xxhash64 of the value, the hash the digest uses, so that
@@ -30,11 +36,12 @@ import (
 // an entry carries no hash and flagHashed is refused.
 
 const (
-	tagBatch   = 0x01
-	tagSums    = 0x02
-	tagDigest  = 0x03
-	tagInts    = 0x04
-	tagStrings = 0x05
+	tagBatch       = 0x01
+	tagSums        = 0x02
+	tagDigest      = 0x03
+	tagDigestReply = 0x04
+	tagSyncReq     = 0x06
+	tagSyncReply   = 0x07
 
 	flagDeleted = 1
 	flagHashed  = 2 // records only: a value hash follows the value
@@ -94,7 +101,10 @@ func EncodeBatch(es []Entry) []byte {
 
 // EncodeSummaries encodes summaries as one message.
 func EncodeSummaries(ss []Summary) []byte {
-	b := []byte{tagSums}
+	return appendSummaries([]byte{tagSums}, ss)
+}
+
+func appendSummaries(b []byte, ss []Summary) []byte {
 	b = binary.AppendUvarint(b, uint64(len(ss)))
 	for _, s := range ss {
 		b = appendString(b, s.Key)
@@ -114,9 +124,7 @@ func EncodeDigest(d *Digest) []byte {
 	return b
 }
 
-// EncodeInts encodes a list of small non-negative integers (bucket numbers).
-func EncodeInts(xs []int) []byte {
-	b := []byte{tagInts}
+func appendBuckets(b []byte, xs []int) []byte {
 	b = binary.AppendUvarint(b, uint64(len(xs)))
 	for _, x := range xs {
 		b = binary.AppendUvarint(b, uint64(x))
@@ -124,12 +132,39 @@ func EncodeInts(xs []int) []byte {
 	return b
 }
 
-// EncodeStrings encodes a list of strings (keys).
-func EncodeStrings(ss []string) []byte {
-	b := []byte{tagStrings}
-	b = binary.AppendUvarint(b, uint64(len(ss)))
-	for _, s := range ss {
-		b = appendString(b, s)
+// Encode encodes the message; DecodeDigestReq reverses it.
+func (m DigestReq) Encode() []byte { return EncodeDigest(&m.Digest) }
+
+// Encode encodes the message; DecodeDigestReply reverses it.
+func (m DigestReply) Encode() []byte { return appendBuckets([]byte{tagDigestReply}, m.Buckets) }
+
+// Encode encodes the message; DecodeSyncReq reverses it.
+func (m SyncReq) Encode() []byte {
+	b := appendBuckets([]byte{tagSyncReq}, m.Buckets)
+	return appendSummaries(b, m.Summaries)
+}
+
+// Encode encodes the message; DecodeSyncReply reverses it.
+func (m SyncReply) Encode() []byte {
+	n := 16
+	for _, e := range m.Entries {
+		n += EntrySize(e)
+	}
+	for _, k := range m.Want {
+		n += len(k) + binary.MaxVarintLen32
+	}
+	b := make([]byte, 0, n)
+	b = append(b, tagSyncReply, 0)
+	if m.More {
+		b[1] = 1
+	}
+	b = binary.AppendUvarint(b, uint64(len(m.Entries)))
+	for _, e := range m.Entries {
+		b = AppendEntry(b, e)
+	}
+	b = binary.AppendUvarint(b, uint64(len(m.Want)))
+	for _, k := range m.Want {
+		b = appendString(b, k)
 	}
 	return b
 }
@@ -328,6 +363,14 @@ func DecodeBatch(b []byte) ([]Entry, error) {
 func DecodeSummaries(b []byte) ([]Summary, error) {
 	d := decoder{b: b}
 	d.tag(tagSums, "summaries")
+	out := d.summaries()
+	if err := d.end("summaries"); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (d *decoder) summaries() []Summary {
 	n := d.count("summaries count", 19)
 	out := make([]Summary, 0, n)
 	for i := 0; i < n && d.err == nil; i++ {
@@ -339,10 +382,7 @@ func DecodeSummaries(b []byte) ([]Summary, error) {
 		s.ValueHash = d.u64("summary value hash")
 		out = append(out, s)
 	}
-	if err := d.end("summaries"); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return out
 }
 
 // DecodeDigest decodes a message made by EncodeDigest.
@@ -359,36 +399,83 @@ func DecodeDigest(b []byte) (*Digest, error) {
 	return &dg, nil
 }
 
-// DecodeInts decodes a message made by EncodeInts.
-func DecodeInts(b []byte) ([]int, error) {
-	d := decoder{b: b}
-	d.tag(tagInts, "ints")
-	n := d.count("ints count", 1)
+// buckets reads a list of bucket numbers; each must be below NumBuckets.
+func (d *decoder) buckets() []int {
+	n := d.count("bucket count", 1)
 	out := make([]int, 0, n)
 	for i := 0; i < n && d.err == nil; i++ {
-		v := d.uvarint("int")
-		if v > 1<<31 {
-			d.fail("int")
+		v := d.uvarint("bucket")
+		if d.err == nil && v >= NumBuckets {
+			d.err = fmt.Errorf("%w: bucket %d out of range", ErrCorrupt, v)
 		}
 		out = append(out, int(v))
 	}
-	if err := d.end("ints"); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return out
 }
 
-// DecodeStrings decodes a message made by EncodeStrings.
-func DecodeStrings(b []byte) ([]string, error) {
+// DecodeDigestReq decodes a message made by DigestReq.Encode.
+func DecodeDigestReq(b []byte) (DigestReq, error) {
+	d, err := DecodeDigest(b)
+	if err != nil {
+		return DigestReq{}, err
+	}
+	return DigestReq{Digest: *d}, nil
+}
+
+// DecodeDigestReply decodes a message made by DigestReply.Encode.
+func DecodeDigestReply(b []byte) (DigestReply, error) {
 	d := decoder{b: b}
-	d.tag(tagStrings, "strings")
-	n := d.count("strings count", 1)
-	out := make([]string, 0, n)
+	d.tag(tagDigestReply, "digest reply")
+	m := DigestReply{Buckets: d.buckets()}
+	if err := d.end("digest reply"); err != nil {
+		return DigestReply{}, err
+	}
+	return m, nil
+}
+
+// DecodeSyncReq decodes a message made by SyncReq.Encode.
+func DecodeSyncReq(b []byte) (SyncReq, error) {
+	d := decoder{b: b}
+	d.tag(tagSyncReq, "sync request")
+	m := SyncReq{Buckets: d.buckets()}
+	m.Summaries = d.summaries()
+	if err := d.end("sync request"); err != nil {
+		return SyncReq{}, err
+	}
+	return m, nil
+}
+
+// DecodeSyncReply decodes a message made by SyncReply.Encode and validates
+// every entry as DecodeBatch does. The entries do not alias b.
+func DecodeSyncReply(b []byte) (SyncReply, error) {
+	d := decoder{b: b}
+	d.tag(tagSyncReply, "sync reply")
+	var m SyncReply
+	switch d.byte1("sync reply more flag") {
+	case 0:
+	case 1:
+		m.More = true
+	default:
+		d.fail("sync reply more flag")
+	}
+	n := d.count("sync reply entry count", 12)
+	m.Entries = make([]Entry, 0, n)
 	for i := 0; i < n && d.err == nil; i++ {
-		out = append(out, d.str("string", MaxKeyLen))
+		e := d.entry()
+		if d.err == nil {
+			if err := e.Validate(); err != nil {
+				return SyncReply{}, fmt.Errorf("sync reply entry %d: %w", i, corrupt(err))
+			}
+		}
+		m.Entries = append(m.Entries, e)
 	}
-	if err := d.end("strings"); err != nil {
-		return nil, err
+	n = d.count("sync reply want count", 1)
+	m.Want = make([]string, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		m.Want = append(m.Want, d.str("wanted key", MaxKeyLen))
 	}
-	return out, nil
+	if err := d.end("sync reply"); err != nil {
+		return SyncReply{}, err
+	}
+	return m, nil
 }

@@ -42,8 +42,9 @@ func encodings() map[string]struct {
 		"batch":     {EncodeBatch(es), wrap(func(b []byte) (any, error) { return DecodeBatch(b) })},
 		"summaries": {EncodeSummaries([]Summary{es[0].Summary(), es[2].Summary()}), wrap(func(b []byte) (any, error) { return DecodeSummaries(b) })},
 		"digest":    {EncodeDigest(&dg), wrap(func(b []byte) (any, error) { return DecodeDigest(b) })},
-		"ints":      {EncodeInts([]int{0, 1, 1023, 300}), wrap(func(b []byte) (any, error) { return DecodeInts(b) })},
-		"strings":   {EncodeStrings([]string{"a", "", "ключ"}), wrap(func(b []byte) (any, error) { return DecodeStrings(b) })},
+		"dreply":    {DigestReply{Buckets: []int{0, 1, 1023, 300}}.Encode(), wrap(func(b []byte) (any, error) { return DecodeDigestReply(b) })},
+		"sreq":      {SyncReq{Buckets: []int{3, 7}, Summaries: []Summary{es[0].Summary()}}.Encode(), wrap(func(b []byte) (any, error) { return DecodeSyncReq(b) })},
+		"sreply":    {SyncReply{Entries: es, Want: []string{"a", "", "ключ"}, More: true}.Encode(), wrap(func(b []byte) (any, error) { return DecodeSyncReply(b) })},
 	}
 }
 
@@ -79,13 +80,22 @@ func TestCodecRoundTrip(t *testing.T) {
 	if got, err := DecodeDigest(EncodeDigest(&dg)); err != nil || *got != dg {
 		t.Errorf("DecodeDigest round trip failed: %v", err)
 	}
-	ints := []int{0, 5, NumBuckets - 1, 1 << 31}
-	if got, err := DecodeInts(EncodeInts(ints)); err != nil || !reflect.DeepEqual(got, ints) {
-		t.Errorf("DecodeInts round trip = %v, %v", got, err)
+	dr := DigestReply{Buckets: []int{0, 5, NumBuckets - 1}}
+	if got, err := DecodeDigestReply(dr.Encode()); err != nil || !reflect.DeepEqual(got, dr) {
+		t.Errorf("DecodeDigestReply round trip = %v, %v", got, err)
+	}
+	if got, err := DecodeDigestReq(DigestReq{Digest: dg}.Encode()); err != nil || got.Digest != dg {
+		t.Errorf("DecodeDigestReq round trip failed: %v", err)
+	}
+	sq := SyncReq{Buckets: []int{0, 9}, Summaries: sums}
+	if got, err := DecodeSyncReq(sq.Encode()); err != nil || !reflect.DeepEqual(got, sq) {
+		t.Errorf("DecodeSyncReq round trip = %v, %v", got, err)
 	}
 	strs := []string{"", "a", strings.Repeat("s", MaxKeyLen)}
-	if got, err := DecodeStrings(EncodeStrings(strs)); err != nil || !reflect.DeepEqual(got, strs) {
-		t.Errorf("DecodeStrings round trip = %v, %v", got, err)
+	for _, sr := range []SyncReply{{Entries: []Entry{}, Want: []string{}}, {Entries: es, Want: strs, More: true}} {
+		if got, err := DecodeSyncReply(sr.Encode()); err != nil || !reflect.DeepEqual(got, sr) {
+			t.Errorf("DecodeSyncReply round trip = %+v, %v; want %+v", got, err, sr)
+		}
 	}
 }
 
@@ -165,18 +175,22 @@ func TestCodecRejects(t *testing.T) {
 			func(b []byte) (any, error) { return DecodeRecord("", b) }, ErrInvalidKey},
 		{"value too large", EncodeBatch([]Entry{{Key: "a", Value: make([]byte, MaxValueLen+1), Version: Version{TS: 1, Node: "n"}}}),
 			func(b []byte) (any, error) { return DecodeBatch(b) }, nil},
-		{"key too long", EncodeStrings([]string{strings.Repeat("k", MaxKeyLen+1)}),
-			func(b []byte) (any, error) { return DecodeStrings(b) }, nil},
+		{"key too long", SyncReply{Want: []string{strings.Repeat("k", MaxKeyLen+1)}}.Encode(),
+			func(b []byte) (any, error) { return DecodeSyncReply(b) }, nil},
+		{"bad more flag", []byte{tagSyncReply, 2, 0, 0},
+			func(b []byte) (any, error) { return DecodeSyncReply(b) }, nil},
+		{"bucket out of range", DigestReply{Buckets: []int{NumBuckets}}.Encode(),
+			func(b []byte) (any, error) { return DecodeDigestReply(b) }, nil},
 		{"unknown flag", func() []byte {
 			m := EncodeBatch(sampleEntries()[:1])
 			m[len(m)-3] = 0x80 // the flags byte, before value length and value
 			return m
 		}(), func(b []byte) (any, error) { return DecodeBatch(b) }, nil},
-		{"wrong tag", EncodeInts([]int{1}), func(b []byte) (any, error) { return DecodeStrings(b) }, nil},
+		{"wrong tag", DigestReply{Buckets: []int{1}}.Encode(), func(b []byte) (any, error) { return DecodeSyncReq(b) }, nil},
 		{"empty", nil, func(b []byte) (any, error) { return DecodeBatch(b) }, nil},
 		{"huge count", binary.AppendUvarint([]byte{tagBatch}, 1<<60), func(b []byte) (any, error) { return DecodeBatch(b) }, nil},
-		{"huge int", binary.AppendUvarint([]byte{tagInts, 1}, 1<<40), func(b []byte) (any, error) { return DecodeInts(b) }, nil},
-		{"overlong varint", append([]byte{tagInts}, bytes.Repeat([]byte{0xff}, 11)...), func(b []byte) (any, error) { return DecodeInts(b) }, nil},
+		{"huge int", binary.AppendUvarint([]byte{tagDigestReply, 1}, 1<<40), func(b []byte) (any, error) { return DecodeDigestReply(b) }, nil},
+		{"overlong varint", append([]byte{tagDigestReply}, bytes.Repeat([]byte{0xff}, 11)...), func(b []byte) (any, error) { return DecodeDigestReply(b) }, nil},
 	}
 	for _, tt := range tests {
 		v, err := tt.dec(tt.msg)

@@ -186,52 +186,87 @@ func FuzzDecodeDigest(f *testing.F) {
 	})
 }
 
-func FuzzDecodeInts(f *testing.F) {
-	f.Add(EncodeInts(nil))
-	f.Add(EncodeInts([]int{0, 1, NumBuckets - 1, 1 << 31}))
-	f.Add(hugeCount(tagInts))
-	f.Add(binary.AppendUvarint([]byte{tagInts, 1}, 1<<31+1))
+func FuzzDecodeDigestReply(f *testing.F) {
+	f.Add(DigestReply{}.Encode())
+	f.Add(DigestReply{Buckets: []int{0, 1, NumBuckets - 1}}.Encode())
+	f.Add(hugeCount(tagDigestReply))
+	f.Add(binary.AppendUvarint([]byte{tagDigestReply, 1}, NumBuckets))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		got, ok := checkDecode(t, "DecodeInts", in, DecodeInts)
+		got, ok := checkDecode(t, "DecodeDigestReply", in, DecodeDigestReply)
 		if !ok {
 			return
 		}
-		if len(got) > len(in) {
-			t.Fatalf("DecodeInts returned %d ints from %d bytes", len(got), len(in))
+		if len(got.Buckets) > len(in) {
+			t.Fatalf("DecodeDigestReply returned %d buckets from %d bytes", len(got.Buckets), len(in))
 		}
-		for _, x := range got {
-			if x < 0 || x > 1<<31 {
-				t.Fatalf("DecodeInts accepted %d", x)
+		for _, x := range got.Buckets {
+			if x < 0 || x >= NumBuckets {
+				t.Fatalf("DecodeDigestReply accepted bucket %d", x)
 			}
 		}
-		again, err := DecodeInts(EncodeInts(got))
-		if err != nil || len(again) != len(got) || (len(got) > 0 && !reflect.DeepEqual(again, got)) {
-			t.Fatalf("ints changed across re-encoding: %v, %v; want %v", again, err, got)
+		again, err := DecodeDigestReply(got.Encode())
+		if err != nil || !reflect.DeepEqual(again, got) {
+			t.Fatalf("digest reply changed across re-encoding: %v, %v; want %v", again, err, got)
 		}
 	})
 }
 
-func FuzzDecodeStrings(f *testing.F) {
-	f.Add(EncodeStrings(nil))
-	f.Add(EncodeStrings([]string{"a", "", "ключ", strings.Repeat("s", MaxKeyLen)}))
-	f.Add(EncodeStrings([]string{strings.Repeat("s", MaxKeyLen+1)}))
-	f.Add(hugeCount(tagStrings))
+func FuzzDecodeSyncReq(f *testing.F) {
+	es := sampleEntries()
+	f.Add(SyncReq{}.Encode())
+	f.Add(SyncReq{Buckets: []int{0, 7, NumBuckets - 1}, Summaries: []Summary{es[0].Summary(), es[2].Summary()}}.Encode())
+	f.Add(hugeCount(tagSyncReq))
+	f.Add(append(binary.AppendUvarint([]byte{tagSyncReq}, 0), hugeCount(0)[1:]...))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		got, ok := checkDecode(t, "DecodeStrings", in, DecodeStrings)
+		got, ok := checkDecode(t, "DecodeSyncReq", in, DecodeSyncReq)
 		if !ok {
 			return
 		}
-		if len(got) > len(in) {
-			t.Fatalf("DecodeStrings returned %d strings from %d bytes", len(got), len(in))
-		}
-		for _, s := range got {
-			if len(s) > MaxKeyLen {
-				t.Fatalf("DecodeStrings accepted a %d-byte string", len(s))
+		for _, x := range got.Buckets {
+			if x < 0 || x >= NumBuckets {
+				t.Fatalf("DecodeSyncReq accepted bucket %d", x)
 			}
 		}
-		again, err := DecodeStrings(EncodeStrings(got))
-		if err != nil || len(again) != len(got) || (len(got) > 0 && !reflect.DeepEqual(again, got)) {
-			t.Fatalf("strings changed across re-encoding: %q, %v; want %q", again, err, got)
+		for _, s := range got.Summaries {
+			if len(s.Key) > MaxKeyLen || len(s.Version.Node) > MaxNodeLen {
+				t.Fatalf("DecodeSyncReq accepted an oversized summary: %d-byte key, %d-byte node", len(s.Key), len(s.Version.Node))
+			}
+		}
+		again, err := DecodeSyncReq(got.Encode())
+		if err != nil || !reflect.DeepEqual(again, got) {
+			t.Fatalf("sync request changed across re-encoding: %+v, %v; want %+v", again, err, got)
+		}
+	})
+}
+
+func FuzzDecodeSyncReply(f *testing.F) {
+	es := sampleEntries()
+	f.Add(SyncReply{}.Encode())
+	f.Add(SyncReply{Entries: es, Want: []string{"a", "", "ключ", strings.Repeat("s", MaxKeyLen)}, More: true}.Encode())
+	f.Add(SyncReply{Want: []string{strings.Repeat("s", MaxKeyLen+1)}}.Encode())
+	f.Add([]byte{tagSyncReply, 2, 0, 0})
+	f.Add(append([]byte{tagSyncReply, 0}, hugeCount(0)[1:]...))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		got, ok := checkDecode(t, "DecodeSyncReply", in, DecodeSyncReply)
+		if !ok {
+			return
+		}
+		if len(got.Entries)+len(got.Want) > len(in) {
+			t.Fatalf("DecodeSyncReply returned %d entries and %d keys from %d bytes", len(got.Entries), len(got.Want), len(in))
+		}
+		for _, e := range got.Entries {
+			if err := e.Validate(); err != nil {
+				t.Fatalf("DecodeSyncReply accepted an invalid entry: %v", err)
+			}
+		}
+		for _, k := range got.Want {
+			if len(k) > MaxKeyLen {
+				t.Fatalf("DecodeSyncReply accepted a %d-byte key", len(k))
+			}
+		}
+		again, err := DecodeSyncReply(got.Encode())
+		if err != nil || !reflect.DeepEqual(again, got) {
+			t.Fatalf("sync reply changed across re-encoding: %+v, %v; want %+v", again, err, got)
 		}
 	})
 }
