@@ -255,19 +255,6 @@ func (a *Agent) Info() Info {
 	}
 	st := a.st.Stats()
 	d := a.st.Digest()
-	r := a.repl
-	rs := ReplicationStats{
-		MsgsSent: a.counters.msgsSent.Load(), MsgsReceived: a.counters.msgsRecv.Load(),
-		BytesSent: a.counters.bytesSent.Load(), BytesReceived: a.counters.bytesRecv.Load(),
-		PushesSent: r.pushesSent.Load(), PushesFailed: r.pushesFailed.Load(),
-		EntriesPushed: r.entriesPush.Load(), EntriesApplied: r.applied.Load(),
-		SyncRounds: r.syncRounds.Load(), SyncRepaired: r.repaired.Load(),
-		Pending: r.pending(), LagMillis: r.lastLag.Load(), LagAvgMillis: r.avgLag.Load(),
-		MalformedDropped: r.malformed.Load(),
-	}
-	if ms := r.lastSync.Load(); ms > 0 {
-		rs.LastSync = time.UnixMilli(ms).UTC().Format(time.RFC3339Nano)
-	}
 	return Info{
 		Name: a.cfg.Name, Addr: a.gossip, API: a.apiAddr, Version: Version,
 		Profile: a.cfg.Profile, DataDir: a.cfg.DataDir, PID: os.Getpid(),
@@ -276,7 +263,7 @@ func (a *Agent) Info() Info {
 		Members: counts,
 		Store: StoreStats{Keys: st.Keys, Tombstones: st.Tombstones, DiskBytes: st.DiskBytes,
 			Digest: digestHex(&d), Corrupt: st.Corrupt, Quarantined: a.be.QuarantinedCount()},
-		Replication: rs,
+		Replication: a.repl.stats().ReplicationStats,
 	}
 }
 

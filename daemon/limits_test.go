@@ -230,7 +230,7 @@ func TestIdleStreamStaysUp(t *testing.T) {
 	if s := stream(); s != first {
 		t.Error("the push after the idle time used a new stream")
 	}
-	if n := n2.repl.malformed.Load(); n != 0 {
+	if n := n2.repl.stats().MalformedDropped; n != 0 {
 		t.Errorf("n2 dropped %d messages from a healthy peer", n)
 	}
 }
@@ -365,7 +365,12 @@ func TestMalformedInputIsCounted(t *testing.T) {
 		return nil
 	})
 	_, metrics := rawRequest(t, "GET", "http://"+addr+"/metrics", nil, "")
-	for _, line := range []string{`peerctl_malformed_messages_total{reason="frame"} 2`, `peerctl_malformed_messages_total{reason="decode"} 2`} {
+	// /metrics and /v1/info read one snapshot type (replStats): they agree.
+	info := nd.Info().Replication
+	for _, line := range []string{`peerctl_malformed_messages_total{reason="frame"} 2`, `peerctl_malformed_messages_total{reason="decode"} 2`,
+		`peerctl_malformed_messages_total{reason="truncated"} 1`, `peerctl_malformed_messages_total{reason="oversize"} 1`,
+		`peerctl_malformed_messages_total{reason="refused"} 0`,
+		fmt.Sprintf("peerctl_sync_rounds_total %d", info.SyncRounds), fmt.Sprintf("peerctl_entries_applied_total %d", info.EntriesApplied)} {
 		if !strings.Contains(metrics, line) {
 			t.Errorf("/metrics lacks %s", line)
 		}

@@ -34,7 +34,7 @@ func TestMergeInChunks(t *testing.T) {
 	es[len(es)-1] = store.Entry{Key: "dup", Value: []byte("old"), Version: store.Version{TS: ts + 1, Node: "p"}}
 	es[mergeChunkEntries+3].Key = "" // refused: invalid key
 	applied, err := r.merge(es)
-	if err == nil || !entriesRefused(err) {
+	if err == nil || !store.Refused(err) {
 		t.Fatalf("merge error = %v; want a refusal", err)
 	}
 	if want := len(es) - 2; len(applied) != want { // not the older dup, not the invalid one

@@ -90,8 +90,7 @@ type replicator struct {
 	applied      atomic.Uint64
 	syncRounds   atomic.Uint64
 	repaired     atomic.Uint64
-	malformed    atomic.Uint64             // messages and frames dropped, all reasons
-	drops        map[string]*atomic.Uint64 // by reason; fixed at creation
+	drops        map[string]*atomic.Uint64 // messages and frames dropped, by reason; fixed at creation
 	warns        *logLimiter               // warnings about what peers send, per address
 	lastLag      atomic.Int64              // ms
 	avgLag       atomic.Int64              // ms, EWMA
@@ -142,7 +141,6 @@ func newDrops() map[string]*atomic.Uint64 {
 
 // dropped counts a message or frame from a peer dropped for reason.
 func (r *replicator) dropped(reason string) {
-	r.malformed.Add(1)
 	if c := r.drops[reason]; c != nil {
 		c.Add(1)
 	}
@@ -411,7 +409,7 @@ func (r *replicator) syncWith(p *peer) (more bool, err error) {
 		applied, err := r.merge(es)
 		r.repaired.Add(uint64(len(applied)))
 		if err != nil {
-			if !entriesRefused(err) {
+			if !store.Refused(err) {
 				return err
 			}
 			r.dropped(dropRefused)
@@ -476,7 +474,7 @@ func (rp *remotePeer) Push(es []store.Entry) error {
 // merge applies entries from a peer in chunks (mergeChunkEntries), so that
 // local writes interleave with a large batch, and returns those that
 // changed the store. Entries the store refuses are skipped and reported in
-// an error for which entriesRefused holds, after the rest are applied; any
+// an error for which store.Refused holds, after the rest are applied; any
 // other error stops the merge.
 func (r *replicator) merge(es []store.Entry) ([]store.Entry, error) {
 	var applied []store.Entry
@@ -491,7 +489,7 @@ func (r *replicator) merge(es []store.Entry) ([]store.Entry, error) {
 		r.noteApplied(got)
 		applied = append(applied, got...)
 		if err != nil {
-			if !entriesRefused(err) {
+			if !store.Refused(err) {
 				return applied, err
 			}
 			if refused == nil {
@@ -503,15 +501,10 @@ func (r *replicator) merge(es []store.Entry) ([]store.Entry, error) {
 	return applied, refused
 }
 
-// entriesRefused reports whether a Merge error means the sender's entries
-// were refused (the sender's fault), rather than that this store failed.
-func entriesRefused(err error) bool {
-	return errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrInvalidKey) ||
-		errors.Is(err, store.ErrValueTooLarge) || errors.Is(err, store.ErrClockSkew)
-}
-
-// rejectError marks an error caused by what the peer sent, with the reason
-// it is counted under.
+// rejectError marks an error caused by what the peer sent (store.Refused
+// holds for it, or it did not decode), with the reason it is counted under:
+// serve wraps every such error in one, and the server answers those, and
+// only those, as a bad request.
 type rejectError struct {
 	reason string
 	err    error
@@ -555,7 +548,7 @@ func (r *replicator) serve(kind string, body []byte) ([]byte, error) {
 			return nil, reject(dropDecode, err)
 		}
 		if _, err := r.merge(es); err != nil {
-			if entriesRefused(err) {
+			if store.Refused(err) {
 				return nil, reject(dropRefused, err)
 			}
 			return nil, err

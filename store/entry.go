@@ -34,6 +34,19 @@ var (
 	ErrClockExhausted = errors.New("clock reached the greatest valid timestamp")
 )
 
+// Refused reports whether err means that input from outside (a message
+// that does not decode, or entries Merge would not take: invalid key, value
+// too large, version too far ahead) was refused, as opposed to this store
+// failing. It is the one rule for "the sender's fault": such input is
+// counted and answered as a bad request, and changes nothing it was refused
+// for. An error from reading the store's own records that wraps ErrCorrupt
+// (damaged records) matches too; callers that read their own records check
+// that first.
+func Refused(err error) bool {
+	return errors.Is(err, ErrCorrupt) || errors.Is(err, ErrInvalidKey) ||
+		errors.Is(err, ErrValueTooLarge) || errors.Is(err, ErrClockSkew)
+}
+
 // Version orders writes to one key: the greater timestamp wins, and the
 // writing node's name breaks a tie. Every node compares versions the same
 // way, so concurrent writes resolve identically everywhere.

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand"
 	"reflect"
 	"strings"
@@ -251,5 +252,21 @@ func TestMergeReturnsChanges(t *testing.T) {
 	}
 	if s.Clock().Last() < 11 {
 		t.Fatalf("Merge did not witness the remote clock: Last() = %v", s.Clock().Last())
+	}
+}
+
+// Refused is the one rule for "the input was at fault": every sentinel for
+// refused input matches, wrapped or not; the store's own failures do not.
+func TestRefused(t *testing.T) {
+	for _, err := range []error{ErrCorrupt, ErrInvalidKey, ErrValueTooLarge, ErrClockSkew,
+		fmt.Errorf("batch entry 3: %w", corrupt(ErrInvalidKey)), &SkewError{}} {
+		if !Refused(err) {
+			t.Errorf("Refused(%v) = false; want true", err)
+		}
+	}
+	for _, err := range []error{nil, ErrClosed, ErrNotFound, ErrNoSpace, ErrClockExhausted, errors.New("disk on fire")} {
+		if Refused(err) {
+			t.Errorf("Refused(%v) = true; want false", err)
+		}
 	}
 }
