@@ -405,7 +405,7 @@ func (r *replicator) syncWith(p *peer) (more bool, err error) {
 	defer cancel()
 	r.syncRounds.Add(1)
 	rp := &remotePeer{r: r, p: p, ctx: ctx}
-	more, err = r.st.SyncRound(rp, rand.Int(), func(es []store.Entry) error {
+	more, damaged, err := r.st.SyncRound(rp, rand.Int(), func(es []store.Entry) error {
 		applied, err := r.merge(es)
 		r.repaired.Add(uint64(len(applied)))
 		if err != nil {
@@ -417,8 +417,8 @@ func (r *replicator) syncWith(p *peer) (more bool, err error) {
 		}
 		return nil
 	})
-	if err != nil && r.damaged(err) {
-		err = nil
+	if damaged != nil {
+		r.damaged(damaged)
 	}
 	return more, err
 }

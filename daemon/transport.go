@@ -54,7 +54,7 @@ func kindIndex(kind string) (byte, bool) {
 // maxCall bounds a call's body and its reply. The largest are a push of
 // wanted entries and a sync reply: at most syncChunk of entries plus the one
 // that crosses it, and for a sync reply the keys the asker should send,
-// which are at most the keys of its summaries (maxSyncSummaries). Twice
+// which are at most the keys of its summaries (store.MaxSyncSummaries). Twice
 // syncChunk covers both with room for encoding overhead.
 const maxCall = 2 * syncChunk
 

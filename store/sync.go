@@ -179,45 +179,45 @@ type SyncPeer interface {
 
 // SyncRound runs one round with p as the asker and reports whether p had
 // more to exchange than fitted (the caller runs another round). apply merges
-// the entries p sent; an error from it ends the round. start picks where a
-// cut sync request begins (see SyncRequest). An error wrapping ErrCorrupt
-// from reading our own entries means damaged records were left out of what
-// was pushed; the round is complete otherwise.
-func (s *Store) SyncRound(p SyncPeer, start int, apply func([]Entry) error) (more bool, err error) {
+// the entries p sent; an error from it ends the round, as does any error
+// from p. start picks where a cut sync request begins (see SyncRequest).
+// damaged, when not nil, wraps ErrCorrupt and names our own stored records
+// that were damaged and left out of what was pushed (they are set aside);
+// the round is complete otherwise.
+func (s *Store) SyncRound(p SyncPeer, start int, apply func([]Entry) error) (more bool, damaged, err error) {
 	d := s.Digest()
 	dr, err := p.Digest(DigestReq{Digest: d})
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	if len(dr.Buckets) == 0 {
-		return false, nil
+		return false, nil, nil
 	}
 	req, cut := s.SyncRequest(dr.Buckets, MaxSyncSummaries, start)
 	reply, err := p.Sync(req)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	if len(reply.Entries) > 0 {
 		if err := apply(reply.Entries); err != nil {
-			return false, err
+			return false, nil, err
 		}
 	}
-	var damaged error
 	want := reply.Want
 	for len(want) > 0 {
 		es, rest, err := s.EntriesUpTo(want, SyncChunk)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
-				return false, err
+				return false, damaged, err
 			}
 			damaged = errors.Join(damaged, err)
 		}
 		if len(es) > 0 {
 			if err := p.Push(es); err != nil {
-				return false, fmt.Errorf("push wanted entries: %w", err)
+				return false, damaged, fmt.Errorf("push wanted entries: %w", err)
 			}
 		}
 		want = rest
 	}
-	return cut || reply.More, damaged
+	return cut || reply.More, damaged, nil
 }

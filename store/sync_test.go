@@ -90,7 +90,7 @@ func entriesSize(es []Entry) int {
 func exchange(tb testing.TB, a *Store, p *memPeer, seed int) int {
 	tb.Helper()
 	for i := 0; i < 256; i++ {
-		more, err := a.SyncRound(p, seed+i, func(es []Entry) error {
+		more, _, err := a.SyncRound(p, seed+i, func(es []Entry) error {
 			_, err := a.Merge(es)
 			return err
 		})
@@ -200,7 +200,7 @@ func TestSyncChunks(t *testing.T) {
 		}
 	}
 	p := &memPeer{tb: t, s: b, limit: limit}
-	more, err := a.SyncRound(p, 0, func(es []Entry) error { _, err := a.Merge(es); return err })
+	more, _, err := a.SyncRound(p, 0, func(es []Entry) error { _, err := a.Merge(es); return err })
 	if err != nil || !more {
 		t.Fatalf("first round = more %v, %v; want more", more, err)
 	}
@@ -284,7 +284,7 @@ func TestSyncBusyPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := &memPeer{tb: t, s: b, busy: true}
-	more, err := a.SyncRound(p, 0, func(es []Entry) error { t.Fatal("busy peer sent entries"); return nil })
+	more, _, err := a.SyncRound(p, 0, func(es []Entry) error { t.Fatal("busy peer sent entries"); return nil })
 	if err != nil || more || p.entries != 0 {
 		t.Fatalf("round with a busy peer = more %v, %v, %d entries; want nothing", more, err, p.entries)
 	}
@@ -307,7 +307,7 @@ func TestSyncApplyErrorEndsRound(t *testing.T) {
 	a.Put("j", []byte("v"))
 	boom := errors.New("boom")
 	p := &memPeer{tb: t, s: b}
-	if _, err := a.SyncRound(p, 0, func([]Entry) error { return boom }); !errors.Is(err, boom) {
+	if _, _, err := a.SyncRound(p, 0, func([]Entry) error { return boom }); !errors.Is(err, boom) {
 		t.Fatalf("SyncRound = %v; want %v", err, boom)
 	}
 	if p.entries != 1 {
@@ -354,5 +354,26 @@ func TestSyncBytesNearFloor(t *testing.T) {
 	// ~7 KiB; the rest is versions. Three times the floor bounds it with room.
 	if ratio > 3 {
 		t.Errorf("exchange cost %d bytes, %.2f times the floor of %d", p.bytes, ratio, floor)
+	}
+}
+
+// badReplyPeer answers the digest with a difference and the sync request
+// with an error wrapping ErrCorrupt, as a reply that does not decode is.
+type badReplyPeer struct{}
+
+func (badReplyPeer) Digest(DigestReq) (DigestReply, error) { return DigestReply{Buckets: []int{1}}, nil }
+func (badReplyPeer) Sync(SyncReq) (SyncReply, error) {
+	_, err := DecodeSyncReply([]byte{tagSyncReply, 9})
+	return SyncReply{}, err
+}
+func (badReplyPeer) Push([]Entry) error { return nil }
+
+// TestSyncMalformedReplyIsAnError: a peer's reply that does not decode ends
+// the round with an error; it is not reported as our own damaged records.
+func TestSyncMalformedReplyIsAnError(t *testing.T) {
+	a := openMem(t, "a", newFakeTime().Now, 0)
+	more, damaged, err := a.SyncRound(badReplyPeer{}, 0, func([]Entry) error { return nil })
+	if more || damaged != nil || !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("SyncRound with a malformed reply = %v, damaged %v, %v; want an ErrCorrupt error only", more, damaged, err)
 	}
 }
