@@ -361,7 +361,9 @@ func TestSyncBytesNearFloor(t *testing.T) {
 // with an error wrapping ErrCorrupt, as a reply that does not decode is.
 type badReplyPeer struct{}
 
-func (badReplyPeer) Digest(DigestReq) (DigestReply, error) { return DigestReply{Buckets: []int{1}}, nil }
+func (badReplyPeer) Digest(DigestReq) (DigestReply, error) {
+	return DigestReply{Buckets: []int{1}}, nil
+}
 func (badReplyPeer) Sync(SyncReq) (SyncReply, error) {
 	_, err := DecodeSyncReply([]byte{tagSyncReply, 9})
 	return SyncReply{}, err
