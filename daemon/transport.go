@@ -211,7 +211,9 @@ func (t *httpTransport) Send(peer, addr, kind string, body []byte) error {
 		s.pw.CloseWithError(fmt.Errorf("peer took no frame for %v", t.sendTimeout))
 	})
 	_, err = s.pw.Write(frame)
-	timer.Stop()
+	if !timer.Stop() && err != nil {
+		err = fmt.Errorf("peer took no frame for %v: %w", t.sendTimeout, err)
+	}
 	if err != nil {
 		t.mu.Lock()
 		if t.streams[peer] == s {
