@@ -44,6 +44,7 @@ type Agent struct {
 	serf      *serf.Serf
 	repl      *replicator
 	ht        *httpTransport
+	ft        *faultTransport
 	counters  *counters
 	gcounters *gossipCounters
 	faults    *Faults
@@ -113,12 +114,17 @@ func Create(cfg *Config) (*Agent, error) {
 	}
 	// Replication transport: HTTP, counted, then the fault layer, which
 	// decides first whether a message is sent at all.
-	a.ht = newHTTPTransport(a.cfg.Name, a.cfg.Limits.withDefaults().StreamKeepalive)
-	var tr Transport = &faultTransport{next: &countingTransport{next: a.ht, c: a.counters}, f: a.faults}
+	// Received messages come back up the same chain (SetHandler), through
+	// the fault layer's receive rules, to the replicator.
+	a.ht = newHTTPTransport(a.cfg.Name, a.cfg.Limits, a.log)
+	a.ft = newFaultTransport(&countingTransport{next: a.ht, c: a.counters}, a.faults)
+	var tr Transport = a.ft
 	if cfg.WrapTransport != nil {
 		tr = cfg.WrapTransport(tr)
 	}
 	a.repl = newReplicator(a.st, tr, a.counters, a.log, cfg.PushWindow, cfg.SyncInterval)
+	a.ht.report(a.repl.warns, a.repl.dropped)
+	tr.SetHandler(a.repl)
 	if cfg.TraceArrivals {
 		a.repl.arrivals = &arrivals{}
 	}
@@ -563,6 +569,7 @@ func (a *Agent) Shutdown() error {
 		var errs []error
 		errs = append(errs, a.serf.Shutdown())
 		a.ht.close() // ends streams, so the API can shut down
+		a.ft.close() // drops delayed sends not yet due, waits for the rest
 		a.http.stop()
 		a.repl.stop()
 		a.wg.Wait()

@@ -193,6 +193,8 @@ func (d *dropPushes) Send(peer, addr, kind string, body []byte) error {
 	return d.next.Send(peer, addr, kind, body)
 }
 
+func (d *dropPushes) SetHandler(h Handler) { d.next.SetHandler(h) }
+
 func (d *dropPushes) Call(ctx context.Context, peer, addr, kind string, body []byte) ([]byte, error) {
 	if d.on.Load() && kind == kindPush {
 		return nil, errors.New("dropped by test")

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -11,12 +12,26 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// faultTransport applies a node's fault rules to the replication messages
-// it sends. Rules for replies are applied by the receiver (see
-// httpServer.internal), so every message's fate is decided by its sender.
+// The replication half of the fault layer: every fault check on replication
+// traffic is in this file. faultTransport applies the send rules in Call and
+// Send, and the receive rules by wrapping the Handler the transport below
+// hands received messages to (faultHandler): a node cut off (paused, or
+// dropping everything) takes in nothing, and a reply is a message the node
+// sends, so the rules toward the asker decide its fate. Every message's fate
+// is thus decided by its sender's rules, at the sender or, for a reply, at
+// the replier.
 type faultTransport struct {
 	next Transport
 	f    *Faults
+
+	done chan struct{}  // closed by close: delayed sends not yet due are dropped
+	mu   sync.Mutex     // guards closed, and wg.Add against close's Wait
+	wg   sync.WaitGroup // delayed sends
+	shut bool
+}
+
+func newFaultTransport(next Transport, f *Faults) *faultTransport {
+	return &faultTransport{next: next, f: f, done: make(chan struct{})}
 }
 
 func (t *faultTransport) Call(ctx context.Context, peer, addr, kind string, body []byte) ([]byte, error) {
@@ -42,12 +57,80 @@ func (t *faultTransport) Send(peer, addr, kind string, body []byte) error {
 		return nil // lost on the way: the sender cannot tell
 	}
 	if delay > 0 {
-		// Deliver later without holding up the caller, as a slow link does.
+		// Deliver later without holding up the caller, as a slow link
+		// does, from a goroutine close waits for.
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if t.shut {
+			return nil // lost with the node
+		}
 		cp := append([]byte(nil), body...)
-		time.AfterFunc(delay, func() { t.next.Send(peer, addr, kind, cp) })
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			tm := time.NewTimer(delay)
+			defer tm.Stop()
+			select {
+			case <-tm.C:
+				t.next.Send(peer, addr, kind, cp)
+			case <-t.done:
+			}
+		}()
 		return nil
 	}
 	return t.next.Send(peer, addr, kind, body)
+}
+
+// SetHandler passes h on, wrapped in the receive rules.
+func (t *faultTransport) SetHandler(h Handler) {
+	t.next.SetHandler(&faultHandler{next: h, f: t.f})
+}
+
+// close drops the delayed sends not yet due and waits for those under way.
+// Call it after the transport below is closed, so none blocks on a peer.
+func (t *faultTransport) close() {
+	t.mu.Lock()
+	if !t.shut {
+		t.shut = true
+		close(t.done)
+	}
+	t.mu.Unlock()
+	t.wg.Wait()
+}
+
+// errCutOff refuses a message received while the node is paused or
+// isolated.
+var errCutOff = errors.New("node is paused or isolated (fault injection)")
+
+// faultHandler applies the receive rules to messages handed to next.
+type faultHandler struct {
+	next Handler
+	f    *Faults
+}
+
+func (h *faultHandler) HandleMessage(ctx context.Context, from, kind string, body []byte, call bool) ([]byte, error) {
+	if h.f.CutOff() { // frozen or isolated: nothing gets through
+		return nil, errCutOff
+	}
+	reply, err := h.next.HandleMessage(ctx, from, kind, body, call)
+	if err != nil || !call {
+		return reply, err
+	}
+	// The reply is a message this node sends: its rules decide its fate.
+	drop, delay := h.f.Outbound(from)
+	if drop {
+		return nil, fmt.Errorf("reply %w", errDropped)
+	}
+	if delay > 0 {
+		tm := time.NewTimer(delay)
+		select {
+		case <-tm.C:
+		case <-ctx.Done():
+			tm.Stop()
+			return nil, ctx.Err()
+		}
+	}
+	return reply, nil
 }
 
 // gossipCounters count membership traffic at the memberlist transport.
@@ -61,23 +144,26 @@ type gossipCounters struct {
 // come from memberlist (Address.Name) or, for joins by address, from
 // names(addr).
 type gossipTransport struct {
-	inner *memberlist.NetTransport
+	// The wrapped transport: memberlist's NetTransport in the daemon, its
+	// MockTransport in tests. Methods not wrapped here pass through.
+	memberlist.NodeAwareTransport
 	f     *Faults
 	c     *gossipCounters
 	names func(addr string) string
 
 	packetCh chan *memberlist.Packet
 	streamCh chan net.Conn
-	done     chan struct{}
-	wg       sync.WaitGroup
-	once     sync.Once
+	done     chan struct{}  // closed by stop
+	wg       sync.WaitGroup // the forwarders and delayed packet sends
+	mu       sync.Mutex     // guards stopped, and wg.Add against stop's Wait
+	stopped  bool
 }
 
 var _ memberlist.NodeAwareTransport = (*gossipTransport)(nil)
 
-func newGossipTransport(inner *memberlist.NetTransport, f *Faults, c *gossipCounters, names func(string) string) *gossipTransport {
+func newGossipTransport(inner memberlist.NodeAwareTransport, f *Faults, c *gossipCounters, names func(string) string) *gossipTransport {
 	t := &gossipTransport{
-		inner: inner, f: f, c: c, names: names,
+		NodeAwareTransport: inner, f: f, c: c, names: names,
 		packetCh: make(chan *memberlist.Packet),
 		streamCh: make(chan net.Conn),
 		done:     make(chan struct{}),
@@ -92,7 +178,7 @@ func (t *gossipTransport) forwardPackets() {
 	defer t.wg.Done()
 	for {
 		select {
-		case p := <-t.inner.PacketCh():
+		case p := <-t.NodeAwareTransport.PacketCh():
 			if t.f.Paused() {
 				continue // a frozen process reads nothing
 			}
@@ -113,7 +199,7 @@ func (t *gossipTransport) forwardStreams() {
 	defer t.wg.Done()
 	for {
 		select {
-		case c := <-t.inner.StreamCh():
+		case c := <-t.NodeAwareTransport.StreamCh():
 			if t.f.CutOff() {
 				c.Close()
 				continue
@@ -129,10 +215,6 @@ func (t *gossipTransport) forwardStreams() {
 			return
 		}
 	}
-}
-
-func (t *gossipTransport) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error) {
-	return t.inner.FinalAdvertiseAddr(ip, port)
 }
 
 func (t *gossipTransport) PacketCh() <-chan *memberlist.Packet { return t.packetCh }
@@ -155,18 +237,28 @@ func (t *gossipTransport) WriteToAddress(b []byte, addr memberlist.Address) (tim
 	t.c.bytesSent.Add(uint64(len(b)))
 	if delay > 0 {
 		// Never block memberlist's probe and gossip loops: send later
-		// from a timer, with a copy (the caller reuses b).
+		// from a goroutine Shutdown waits for, with a copy (the caller
+		// reuses b).
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if t.stopped {
+			return time.Now(), nil // lost with the node
+		}
 		cp := append([]byte(nil), b...)
-		time.AfterFunc(delay, func() {
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			tm := time.NewTimer(delay)
+			defer tm.Stop()
 			select {
+			case <-tm.C:
+				t.NodeAwareTransport.WriteToAddress(cp, addr)
 			case <-t.done:
-			default:
-				t.inner.WriteToAddress(cp, addr)
 			}
-		})
+		}()
 		return time.Now(), nil
 	}
-	return t.inner.WriteToAddress(b, addr)
+	return t.NodeAwareTransport.WriteToAddress(b, addr)
 }
 
 func (t *gossipTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
@@ -194,22 +286,32 @@ func (t *gossipTransport) DialAddressTimeout(addr memberlist.Address, timeout ti
 		timeout -= delay
 	}
 	t.c.streamsOut.Add(1)
-	return t.inner.DialAddressTimeout(addr, timeout)
+	return t.NodeAwareTransport.DialAddressTimeout(addr, timeout)
 }
 
 // abort stops a transport memberlist never started reading from.
 func (t *gossipTransport) abort() {
-	t.once.Do(func() { close(t.done) })
-	t.inner.Shutdown()
+	t.stop()
+	t.NodeAwareTransport.Shutdown()
 	t.wg.Wait()
+}
+
+// stop tells the forwarders and delayed sends to end.
+func (t *gossipTransport) stop() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.stopped {
+		t.stopped = true
+		close(t.done)
+	}
 }
 
 // Shutdown stops the inner transport first, while the forwarders still
 // drain it: its listeners may be blocked handing over a packet, and
 // memberlist reads our channels until this returns.
 func (t *gossipTransport) Shutdown() error {
-	err := t.inner.Shutdown()
-	t.once.Do(func() { close(t.done) })
+	err := t.NodeAwareTransport.Shutdown()
+	t.stop()
 	t.wg.Wait()
 	return err
 }

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,28 +33,20 @@ type httpServer struct {
 	lim   Limits
 	// budget bounds the body bytes all requests hold (budget.go).
 	budget *bodyBudget
-
-	smu      sync.Mutex // guards streams, byPeer, stopping
-	streams  map[*http.ResponseController]string
-	byPeer   map[string]*http.ResponseController // the stream each peer name holds
-	stopping bool
 }
 
 func newHTTPServer(a *Agent, ln net.Listener) *httpServer {
 	lim := a.cfg.Limits.withDefaults()
 	s := &httpServer{a: a, ln: ln, mux: http.NewServeMux(), done: make(chan struct{}),
-		streams: make(map[*http.ResponseController]string),
-		byPeer:  make(map[string]*http.ResponseController),
-		hc:      &http.Client{Timeout: 5 * time.Second},
-		guard:   newGuard(ln.Addr(), a.cfg.API, advertisedAPI(ln.Addr().String(), a.cfg)),
-		lim:     lim, budget: newBodyBudget(lim.MaxBodyBytes)}
+		hc:    &http.Client{Timeout: 5 * time.Second},
+		guard: newGuard(ln.Addr(), a.cfg.API, advertisedAPI(ln.Addr().String(), a.cfg)),
+		lim:   lim, budget: newBodyBudget(lim.MaxBodyBytes)}
 	s.mux.HandleFunc("GET /v1/members", s.members)
 	s.mux.HandleFunc("GET /v1/info", s.info)
 	s.mux.HandleFunc("GET /v1/kv", s.list)
 	s.mux.HandleFunc("POST /v1/kill", s.kill)
 	s.mux.HandleFunc("POST /v1/leave", s.leave)
-	s.mux.HandleFunc("POST /v1/internal/stream", s.stream)
-	s.mux.HandleFunc("POST /v1/internal/{kind}", s.internal)
+	a.ht.register(s.mux) // replication: /v1/internal/* (transport.go)
 	s.mux.Handle("GET /metrics", a.metricsHandler())
 	if a.cfg.Pprof {
 		// Go profiles, for `go tool pprof http://API/debug/pprof/profile`;
@@ -70,7 +61,7 @@ func newHTTPServer(a *Agent, ln net.Listener) *httpServer {
 	s.mux.HandleFunc("GET /v1/summaries", s.summaries)
 	s.faultRoutes() // faultsapi.go
 	// The timeouts bound every route but the internal stream, which
-	// replaces them with its own idle deadline (stream).
+	// replaces them with its own idle deadline (serveStream).
 	s.srv = &http.Server{Handler: s,
 		ReadHeaderTimeout: min(10*time.Second, lim.ReadTimeout),
 		ReadTimeout:       lim.ReadTimeout,
@@ -91,15 +82,9 @@ func (s *httpServer) start() {
 	}()
 }
 
+// stop shuts the server down. Peers' streams never end on their own: the
+// transport's close cuts them first (Agent.Shutdown).
 func (s *httpServer) stop() {
-	// Peers' streams never end on their own: cut them so Shutdown need
-	// not wait for them.
-	s.smu.Lock()
-	s.stopping = true
-	for rc := range s.streams {
-		rc.SetReadDeadline(time.Now())
-	}
-	s.smu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := s.srv.Shutdown(ctx); err != nil {
@@ -407,175 +392,4 @@ func (s *httpServer) kill(w http.ResponseWriter, r *http.Request) {
 func (s *httpServer) leave(w http.ResponseWriter, r *http.Request) {
 	writeJSONComplete(w, http.StatusAccepted, map[string]string{"leaving": s.a.cfg.Name})
 	go s.a.leaveAndExit()
-}
-
-// stream serves a peer's stream of one-way messages (transport.go,
-// frame.go) until the peer closes it, a frame is refused, or no frame (a
-// keepalive included) arrives for Limits.StreamIdle. It replaces the
-// server's read and write timeouts, which would cut a healthy stream.
-// One stream per peer name: a new one from the same name ends the old.
-func (s *httpServer) stream(w http.ResponseWriter, r *http.Request) {
-	rc := http.NewResponseController(w)
-	from := r.Header.Get(headerFrom)
-	s.smu.Lock()
-	if s.stopping {
-		s.smu.Unlock()
-		refuseStream(w, rc, http.StatusServiceUnavailable, fmt.Errorf("shutting down"))
-		return
-	}
-	if old, ok := s.byPeer[from]; ok {
-		old.SetReadDeadline(time.Now()) // the peer reconnected: it gave the old one up
-		delete(s.streams, old)
-	} else if len(s.streams) >= s.lim.MaxStreams {
-		s.smu.Unlock()
-		s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "replication stream refused: stream limit reached", "from", from, "limit", s.lim.MaxStreams)
-		refuseStream(w, rc, http.StatusServiceUnavailable, fmt.Errorf("too many replication streams (limit %d)", s.lim.MaxStreams))
-		return
-	}
-	s.streams[rc] = from
-	s.byPeer[from] = rc
-	s.smu.Unlock()
-	defer func() {
-		s.smu.Lock()
-		delete(s.streams, rc)
-		if s.byPeer[from] == rc {
-			delete(s.byPeer, from)
-		}
-		s.smu.Unlock()
-	}()
-	rc.SetWriteDeadline(time.Time{})
-	br := bufio.NewReaderSize(r.Body, 64<<10)
-	for {
-		// Renew the idle deadline, unless stop cut the stream meanwhile.
-		s.smu.Lock()
-		if _, ok := s.streams[rc]; !ok || s.stopping {
-			s.smu.Unlock()
-			return
-		}
-		rc.SetReadDeadline(time.Now().Add(s.lim.StreamIdle))
-		s.smu.Unlock()
-		k, body, err := readFrame(br, maxFrame)
-		if err != nil {
-			s.endStream(w, rc, r, from, err)
-			return
-		}
-		if k != kindKeepalive && !s.a.faults.CutOff() { // frozen or isolated: nothing gets through
-			if _, err := s.a.repl.handleOneWay(kinds[k], body); err != nil {
-				s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "rejected replication message", "kind", kinds[k], "from", from, "err", err)
-			}
-		}
-		if bb, ok := r.Body.(*budgetBody); ok {
-			// The frame is handled: its bytes are no longer held. After a
-			// keepalive too, or an idle stream's keepalives would add up.
-			bb.release()
-		}
-	}
-}
-
-// endStream counts and logs why a stream ended, and answers the peer if
-// the stream is still up.
-func (s *httpServer) endStream(w http.ResponseWriter, rc *http.ResponseController, r *http.Request, from string, err error) {
-	s.smu.Lock()
-	_, ok := s.streams[rc]
-	cut := !ok || s.stopping
-	s.smu.Unlock()
-	reason := ""
-	switch {
-	case cut:
-		return // this node is stopping, or the peer opened a newer stream
-	case errors.Is(err, errBusy):
-		s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "replication stream closed: server busy", "from", from, "err", err)
-		refuseStream(w, rc, http.StatusServiceUnavailable, err)
-		return
-	case errors.Is(err, errFrameOversize):
-		reason = dropOversize
-	case errors.Is(err, errFrameKind), errors.Is(err, errFrameLength):
-		reason = dropFrame
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		if errors.Is(err, errFrameTruncated) {
-			reason = dropTruncated // a frame started and stalled
-		}
-		s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "replication stream idle: closing it", "from", from, "idle", s.lim.StreamIdle)
-		if reason != "" {
-			s.a.repl.dropped(reason)
-		}
-		return
-	case errors.Is(err, errFrameTruncated):
-		reason = dropTruncated
-	default:
-		return // the peer closed the stream between frames
-	}
-	s.a.repl.dropped(reason)
-	s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "malformed replication stream: closing it", "from", from, "reason", reason, "err", err)
-	if reason != dropTruncated {
-		code := http.StatusBadRequest
-		if reason == dropOversize {
-			code = http.StatusRequestEntityTooLarge
-		}
-		refuseStream(w, rc, code, fmt.Errorf("%w: bad stream frame: %v", store.ErrCorrupt, err))
-	}
-}
-
-// refuseStream answers a stream with an error and closes the connection
-// at once: net/http would otherwise read on through the rest of the body,
-// which a stream never ends.
-func refuseStream(w http.ResponseWriter, rc *http.ResponseController, code int, err error) {
-	rc.SetReadDeadline(time.Now())
-	rc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	w.Header().Set("Connection", "close")
-	writeError(w, code, err)
-}
-
-// internal serves replication messages from peers (replicate.go).
-func (s *httpServer) internal(w http.ResponseWriter, r *http.Request) {
-	if s.a.faults.CutOff() {
-		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("node is paused or isolated (fault injection)"))
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCall))
-	if errors.Is(err, errBusy) {
-		s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "replication message refused: server busy", "kind", r.PathValue("kind"), "from", r.Header.Get(headerFrom), "err", err)
-		writeError(w, http.StatusServiceUnavailable, err)
-		return
-	}
-	if err != nil {
-		var mbe *http.MaxBytesError
-		reason, code := dropTruncated, http.StatusBadRequest
-		if errors.As(err, &mbe) {
-			reason, code = dropOversize, http.StatusRequestEntityTooLarge
-			err = fmt.Errorf("%w: body over %d bytes", store.ErrCorrupt, maxCall)
-		}
-		s.a.repl.dropped(reason)
-		s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "rejected replication message", "kind", r.PathValue("kind"), "from", r.Header.Get(headerFrom), "reason", reason, "err", err)
-		writeError(w, code, err)
-		return
-	}
-	reply, err := s.a.repl.handle(r.PathValue("kind"), body)
-	if err != nil {
-		code := http.StatusInternalServerError
-		var re *rejectError
-		if errors.As(err, &re) {
-			code = http.StatusBadRequest
-		}
-		s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "rejected replication message", "kind", r.PathValue("kind"), "from", r.Header.Get(headerFrom), "err", err)
-		writeError(w, code, err)
-		return
-	}
-	// The reply is a message this node sends: its rules decide its fate.
-	drop, delay := s.a.faults.Outbound(r.Header.Get(headerFrom))
-	if drop {
-		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("reply %w", errDropped))
-		return
-	}
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
-	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Write(reply)
 }

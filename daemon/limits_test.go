@@ -82,9 +82,9 @@ func TestHalfSentFramesKeepMemoryFlat(t *testing.T) {
 		sendChunk(c, append(frameHeader(0, maxFrame), part...))
 	}
 	waitFor(t, 10*time.Second, "six open streams", func() error {
-		nd.http.smu.Lock()
-		defer nd.http.smu.Unlock()
-		if n := len(nd.http.streams); n != 6 {
+		nd.ht.smu.Lock()
+		defer nd.ht.smu.Unlock()
+		if n := len(nd.ht.in); n != 6 {
 			return fmt.Errorf("%d streams open", n)
 		}
 		return nil
@@ -209,9 +209,9 @@ func TestIdleStreamStaysUp(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "a on n2", func() error { _, err := n2.Store().Get("a"); return err })
 	stream := func() *http.ResponseController {
-		n2.http.smu.Lock()
-		defer n2.http.smu.Unlock()
-		return n2.http.byPeer["n1"]
+		n2.ht.smu.Lock()
+		defer n2.ht.smu.Unlock()
+		return n2.ht.byPeer["n1"]
 	}
 	first := stream()
 	if first == nil {
@@ -299,9 +299,9 @@ func TestStreamCap(t *testing.T) {
 	nd := startNode(t, cfg)
 	addr := nd.APIAddr()
 	open := func() int {
-		nd.http.smu.Lock()
-		defer nd.http.smu.Unlock()
-		return len(nd.http.streams)
+		nd.ht.smu.Lock()
+		defer nd.ht.smu.Unlock()
+		return len(nd.ht.in)
 	}
 	a := streamConn(t, addr, "a")
 	streamConn(t, addr, "b")

@@ -19,6 +19,7 @@ func (f peerFunc) Call(_ context.Context, _, _, kind string, body []byte) ([]byt
 	return f(kind, body)
 }
 func (f peerFunc) Send(_, _, _ string, _ []byte) error { return errors.New("no streams") }
+func (f peerFunc) SetHandler(Handler)                  {}
 
 var _ Transport = peerFunc(nil)
 

@@ -1,13 +1,16 @@
 package daemon
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,11 +18,15 @@ import (
 	"github.com/peerctl/peerctl/store"
 )
 
-// Transport carries replication messages between daemons: every byte of
-// replication a node sends goes through its Transport, and every message it
-// receives goes through Handle. That makes it the one place to count
-// traffic and, later, to inject faults (drop, delay, partition) by wrapping
-// it. Membership traffic (serf/memberlist) has its own transport.
+// Transport carries replication messages between daemons, both ways: every
+// byte of replication a node sends goes through Call and Send, and every
+// message it receives is handed to the Handler set with SetHandler. That
+// makes it the one place to count traffic and to inject faults (drop,
+// delay, partition, pause) by wrapping it: a wrapper applies its send rules
+// in Call and Send, and its receive rules by wrapping the Handler it passes
+// on (faultnet.go). Membership traffic (serf/memberlist) has its own
+// transport. httpTransport is the real one; tests also use an in-memory one
+// (inmem_test.go).
 type Transport interface {
 	// Call sends a message of the given kind to the peer whose API listens
 	// at addr and returns its reply. It may block until ctx is done.
@@ -28,8 +35,31 @@ type Transport interface {
 	// no reply, so one message on the wire. It returns once the message is
 	// handed to the connection, not when the peer has applied it; a message
 	// lost with a broken stream is repaired by anti-entropy. It may block
-	// while the peer does not read. It is safe for concurrent use.
+	// while the peer does not read, for at most sendTimeout. It is safe for
+	// concurrent use.
 	Send(peer, addr, kind string, body []byte) error
+	// SetHandler sets the handler of the messages peers send this node.
+	// Call it once, before the node is reachable; a wrapper passes on h
+	// wrapped in its own receive rules.
+	SetHandler(h Handler)
+}
+
+// Handler receives replication messages, as hashicorp/raft's Consumer and
+// memberlist's PacketCh do. HandleMessage serves one message of kind from
+// the peer named from and returns the reply (for a one-way message, call
+// is false and the reply is dropped). Malformed input returns an error
+// (a *rejectError says why, for counting) and changes nothing. It may
+// block until ctx is done and is called concurrently.
+type Handler interface {
+	HandleMessage(ctx context.Context, from, kind string, body []byte, call bool) ([]byte, error)
+}
+
+// HandleMessage makes the replicator the transport's Handler.
+func (r *replicator) HandleMessage(_ context.Context, _ string, kind string, body []byte, call bool) ([]byte, error) {
+	if call {
+		return r.handle(kind, body)
+	}
+	return r.handleOneWay(kind, body)
 }
 
 // Message kinds.
@@ -66,16 +96,39 @@ const maxMessage = 64 << 20
 // keep-alive connections, and one-way messages as frames (frame.go) in the
 // chunked body of one long POST /v1/internal/stream per peer. An idle
 // stream carries a keepalive frame every keepalive, so the receiver can
-// close a stream that stays silent.
+// close a stream that stays silent. It also serves those endpoints
+// (register): both halves of the protocol live in this file, as in
+// groupcache's HTTPPool. The API server mounts it behind its guard and
+// body budget.
 type httpTransport struct {
 	hc        *http.Client
 	shc       *http.Client  // for streams: no overall timeout
 	from      string        // this node's name, sent so the receiver can apply its rules to the reply
 	keepalive time.Duration // an idle stream gets an empty frame this often
+	// sendTimeout bounds how long Send waits for a peer to take a frame:
+	// a peer that is hung (or gone without a reset) has its stream closed
+	// and the push fails, to be repaired by anti-entropy.
+	sendTimeout time.Duration
+
+	ctx    context.Context // cancelled by close: ends outgoing streams
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the goroutines of outgoing streams
 
 	mu      sync.Mutex // guards streams, closed
 	streams map[string]*outStream
 	closed  bool
+
+	// Receive side.
+	h       Handler
+	lim     Limits
+	log     *slog.Logger
+	warns   *logLimiter         // warnings about what peers send, per address (report)
+	dropped func(reason string) // counts a refused frame or body by reason (report)
+
+	smu      sync.Mutex // guards in, byPeer, stopping
+	in       map[*http.ResponseController]string
+	byPeer   map[string]*http.ResponseController // the stream each peer name holds
+	stopping bool
 }
 
 // outStream is the sending end of one stream to a peer.
@@ -89,9 +142,15 @@ type outStream struct {
 // headerFrom names the sending node on replication requests.
 const headerFrom = "X-Peerctl-From"
 
-// newHTTPTransport returns a transport for the node named from whose idle
-// streams carry a keepalive frame every keepalive.
-func newHTTPTransport(from string, keepalive time.Duration) *httpTransport {
+// defaultSendTimeout is how long Send waits for a peer to take one frame.
+const defaultSendTimeout = 15 * time.Second
+
+// newHTTPTransport returns the transport of the node named from, with the
+// limits lim (made whole with defaults) on what it serves. Refused input
+// is logged to log through warns and counted with dropped: the
+// replicator's, set with report before the API server starts.
+func newHTTPTransport(from string, lim Limits, log *slog.Logger) *httpTransport {
+	lim = lim.withDefaults()
 	tr := &http.Transport{
 		MaxIdleConnsPerHost: 4,
 		// Below the receiver's idle timeout (Limits.IdleTimeout), so the
@@ -100,14 +159,30 @@ func newHTTPTransport(from string, keepalive time.Duration) *httpTransport {
 		IdleConnTimeout:    90 * time.Second,
 		DisableCompression: true,
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	return &httpTransport{
-		hc:        &http.Client{Transport: tr, Timeout: 30 * time.Second},
-		shc:       &http.Client{Transport: tr},
-		from:      from,
-		keepalive: keepalive,
-		streams:   make(map[string]*outStream),
+		hc:          &http.Client{Transport: tr, Timeout: 30 * time.Second},
+		shc:         &http.Client{Transport: tr},
+		from:        from,
+		keepalive:   lim.StreamKeepalive,
+		sendTimeout: defaultSendTimeout,
+		ctx:         ctx, cancel: cancel,
+		streams: make(map[string]*outStream),
+		lim:     lim, log: log,
+		in:     make(map[*http.ResponseController]string),
+		byPeer: make(map[string]*http.ResponseController),
 	}
 }
+
+// report sets where refused input is logged (warns, shared with the API's
+// other warnings about a host) and counted (dropped, by reason).
+func (t *httpTransport) report(warns *logLimiter, dropped func(string)) {
+	t.warns, t.dropped = warns, dropped
+}
+
+// SetHandler sets the handler of received messages; call it before the
+// API server starts.
+func (t *httpTransport) SetHandler(h Handler) { t.h = h }
 
 // setHeaders marks a request as replication from this node.
 func (t *httpTransport) setHeaders(req *http.Request) {
@@ -130,7 +205,16 @@ func (t *httpTransport) Send(peer, addr, kind string, body []byte) error {
 	}
 	frame := appendFrame(make([]byte, 0, 1+binary.MaxVarintLen64+len(body)), k, body)
 	s.sent.Store(time.Now().UnixNano())
-	if _, err := s.pw.Write(frame); err != nil {
+	// A peer that stops reading would block the write for ever: past the
+	// deadline the stream is closed, which ends the write with an error.
+	timer := time.AfterFunc(t.sendTimeout, func() {
+		s.pw.CloseWithError(fmt.Errorf("peer took no frame for %v", t.sendTimeout))
+	})
+	_, err = s.pw.Write(frame)
+	if !timer.Stop() && err != nil {
+		err = fmt.Errorf("peer took no frame for %v: %w", t.sendTimeout, err)
+	}
+	if err != nil {
 		t.mu.Lock()
 		if t.streams[peer] == s {
 			delete(t.streams, peer)
@@ -159,7 +243,7 @@ func (t *httpTransport) stream(peer, addr string) (*outStream, error) {
 		}
 	}
 	pr, pw := io.Pipe()
-	req, err := http.NewRequest("POST", "http://"+addr+"/v1/internal/stream", pr)
+	req, err := http.NewRequestWithContext(t.ctx, "POST", "http://"+addr+"/v1/internal/stream", pr)
 	if err != nil {
 		return nil, err
 	}
@@ -167,8 +251,13 @@ func (t *httpTransport) stream(peer, addr string) (*outStream, error) {
 	t.setHeaders(req)
 	s := &outStream{addr: addr, pw: pw, dead: make(chan struct{})}
 	s.sent.Store(time.Now().UnixNano())
-	go s.keepAlive(t.keepalive)
+	t.wg.Add(2) // under t.mu, with closed false: close waits for both
 	go func() {
+		defer t.wg.Done()
+		s.keepAlive(t.keepalive)
+	}()
+	go func() {
+		defer t.wg.Done()
 		defer close(s.dead)
 		resp, err := t.shc.Do(req)
 		if err == nil {
@@ -233,8 +322,16 @@ func (t *httpTransport) Call(ctx context.Context, peer, addr, kind string, body 
 	return data, nil
 }
 
-// close ends every stream and idle connection.
+// close ends every stream, sent and received, and idle connection, and
+// waits for the goroutines of the sent ones. Received streams end as their
+// handlers see the deadline; the API server's shutdown waits for those.
 func (t *httpTransport) close() {
+	t.smu.Lock()
+	t.stopping = true
+	for rc := range t.in {
+		rc.SetReadDeadline(time.Now())
+	}
+	t.smu.Unlock()
 	t.mu.Lock()
 	t.closed = true
 	for _, s := range t.streams {
@@ -242,7 +339,180 @@ func (t *httpTransport) close() {
 	}
 	t.streams = nil
 	t.mu.Unlock()
+	t.cancel()
+	t.wg.Wait()
 	t.hc.CloseIdleConnections()
+}
+
+// register mounts the replication endpoints on mux: POST
+// /v1/internal/stream (serveStream) and POST /v1/internal/KIND
+// (serveCall). The API server applies its guard and body budget first.
+func (t *httpTransport) register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/internal/stream", t.serveStream)
+	mux.HandleFunc("POST /v1/internal/{kind}", func(w http.ResponseWriter, r *http.Request) {
+		t.serveCall(w, r, r.PathValue("kind"))
+	})
+}
+
+// serveStream serves a peer's stream of one-way messages (frame.go) until
+// the peer closes it, a frame is refused, or no frame (a keepalive
+// included) arrives for Limits.StreamIdle. It replaces the server's read
+// and write timeouts, which would cut a healthy stream. One stream per
+// peer name: a new one from the same name ends the old.
+func (t *httpTransport) serveStream(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	from := r.Header.Get(headerFrom)
+	t.smu.Lock()
+	if t.stopping {
+		t.smu.Unlock()
+		refuseStream(w, rc, http.StatusServiceUnavailable, fmt.Errorf("shutting down"))
+		return
+	}
+	if old, ok := t.byPeer[from]; ok {
+		old.SetReadDeadline(time.Now()) // the peer reconnected: it gave the old one up
+		delete(t.in, old)
+	} else if len(t.in) >= t.lim.MaxStreams {
+		t.smu.Unlock()
+		t.warns.warn(t.log, r.RemoteAddr, "replication stream refused: stream limit reached", "from", from, "limit", t.lim.MaxStreams)
+		refuseStream(w, rc, http.StatusServiceUnavailable, fmt.Errorf("too many replication streams (limit %d)", t.lim.MaxStreams))
+		return
+	}
+	t.in[rc] = from
+	t.byPeer[from] = rc
+	t.smu.Unlock()
+	defer func() {
+		t.smu.Lock()
+		delete(t.in, rc)
+		if t.byPeer[from] == rc {
+			delete(t.byPeer, from)
+		}
+		t.smu.Unlock()
+	}()
+	rc.SetWriteDeadline(time.Time{})
+	br := bufio.NewReaderSize(r.Body, 64<<10)
+	for {
+		// Renew the idle deadline, unless close cut the stream meanwhile.
+		t.smu.Lock()
+		if _, ok := t.in[rc]; !ok || t.stopping {
+			t.smu.Unlock()
+			return
+		}
+		rc.SetReadDeadline(time.Now().Add(t.lim.StreamIdle))
+		t.smu.Unlock()
+		k, body, err := readFrame(br, maxFrame)
+		if err != nil {
+			t.endStream(w, rc, r, from, err)
+			return
+		}
+		if k != kindKeepalive {
+			_, err := t.h.HandleMessage(r.Context(), from, kinds[k], body, false)
+			if err != nil && !errors.Is(err, errCutOff) {
+				t.warns.warn(t.log, r.RemoteAddr, "rejected replication message", "kind", kinds[k], "from", from, "err", err)
+			}
+		}
+		if bb, ok := r.Body.(*budgetBody); ok {
+			// The frame is handled: its bytes are no longer held. After a
+			// keepalive too, or an idle stream's keepalives would add up.
+			bb.release()
+		}
+	}
+}
+
+// endStream counts and logs why a stream ended, and answers the peer if
+// the stream is still up.
+func (t *httpTransport) endStream(w http.ResponseWriter, rc *http.ResponseController, r *http.Request, from string, err error) {
+	t.smu.Lock()
+	_, ok := t.in[rc]
+	cut := !ok || t.stopping
+	t.smu.Unlock()
+	reason := ""
+	switch {
+	case cut:
+		return // this node is stopping, or the peer opened a newer stream
+	case errors.Is(err, errBusy):
+		t.warns.warn(t.log, r.RemoteAddr, "replication stream closed: server busy", "from", from, "err", err)
+		refuseStream(w, rc, http.StatusServiceUnavailable, err)
+		return
+	case errors.Is(err, errFrameOversize):
+		reason = dropOversize
+	case errors.Is(err, errFrameKind), errors.Is(err, errFrameLength):
+		reason = dropFrame
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		if errors.Is(err, errFrameTruncated) {
+			reason = dropTruncated // a frame started and stalled
+		}
+		t.warns.warn(t.log, r.RemoteAddr, "replication stream idle: closing it", "from", from, "idle", t.lim.StreamIdle)
+		if reason != "" {
+			t.dropped(reason)
+		}
+		return
+	case errors.Is(err, errFrameTruncated):
+		reason = dropTruncated
+	default:
+		return // the peer closed the stream between frames
+	}
+	t.dropped(reason)
+	t.warns.warn(t.log, r.RemoteAddr, "malformed replication stream: closing it", "from", from, "reason", reason, "err", err)
+	if reason != dropTruncated {
+		code := http.StatusBadRequest
+		if reason == dropOversize {
+			code = http.StatusRequestEntityTooLarge
+		}
+		refuseStream(w, rc, code, fmt.Errorf("%w: bad stream frame: %v", store.ErrCorrupt, err))
+	}
+}
+
+// refuseStream answers a stream with an error and closes the connection
+// at once: net/http would otherwise read on through the rest of the body,
+// which a stream never ends.
+func refuseStream(w http.ResponseWriter, rc *http.ResponseController, code int, err error) {
+	rc.SetReadDeadline(time.Now())
+	rc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	w.Header().Set("Connection", "close")
+	writeError(w, code, err)
+}
+
+// serveCall serves one replication call from a peer and writes the reply.
+func (t *httpTransport) serveCall(w http.ResponseWriter, r *http.Request, kind string) {
+	from := r.Header.Get(headerFrom)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCall))
+	if errors.Is(err, errBusy) {
+		t.warns.warn(t.log, r.RemoteAddr, "replication message refused: server busy", "kind", kind, "from", from, "err", err)
+		writeError(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	if err != nil {
+		var mbe *http.MaxBytesError
+		reason, code := dropTruncated, http.StatusBadRequest
+		if errors.As(err, &mbe) {
+			reason, code = dropOversize, http.StatusRequestEntityTooLarge
+			err = fmt.Errorf("%w: body over %d bytes", store.ErrCorrupt, maxCall)
+		}
+		t.dropped(reason)
+		t.warns.warn(t.log, r.RemoteAddr, "rejected replication message", "kind", kind, "from", from, "reason", reason, "err", err)
+		writeError(w, code, err)
+		return
+	}
+	reply, err := t.h.HandleMessage(r.Context(), from, kind, body, true)
+	var re *rejectError
+	switch {
+	case err == nil:
+	case r.Context().Err() != nil:
+		return // the peer gave up
+	case errors.Is(err, errCutOff), errors.Is(err, errDropped):
+		writeError(w, http.StatusServiceUnavailable, err)
+		return
+	case errors.As(err, &re):
+		t.warns.warn(t.log, r.RemoteAddr, "rejected replication message", "kind", kind, "from", from, "err", err)
+		writeError(w, http.StatusBadRequest, err)
+		return
+	default:
+		t.warns.warn(t.log, r.RemoteAddr, "rejected replication message", "kind", kind, "from", from, "err", err)
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Write(reply)
 }
 
 // counters count replication messages and bytes by kind. A call counts as
@@ -297,6 +567,10 @@ func (t *countingTransport) Call(ctx context.Context, peer, addr, kind string, b
 	}
 	return reply, err
 }
+
+// SetHandler passes h on: received messages are counted by the replicator
+// (handle), which knows a message's kind only once it is accepted.
+func (t *countingTransport) SetHandler(h Handler) { t.next.SetHandler(h) }
 
 func (t *countingTransport) Send(peer, addr, kind string, body []byte) error {
 	err := t.next.Send(peer, addr, kind, body)
