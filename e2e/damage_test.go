@@ -4,14 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
 	"github.com/peerctl/peerctl/e2e/internal/procs"
+	"github.com/peerctl/peerctl/internal/damage"
 )
 
 // Damaged data dirs (issue 7): each test damages a stopped node's store
@@ -101,37 +100,14 @@ func refusedStart(t *testing.T, n node, want ...string) string {
 
 func storeFiles(t *testing.T, n node, ext string) []string {
 	t.Helper()
-	fs, _ := filepath.Glob(filepath.Join(n.dir, "store", "*"+ext))
-	sort.Slice(fs, func(i, j int) bool { return fileSize(fs[i]) > fileSize(fs[j]) })
-	if len(fs) == 0 {
-		t.Fatalf("no %s file in %s/store", ext, n.dir)
-	}
-	return fs
+	return damage.Files(t, filepath.Join(n.dir, "store"), ext)
 }
 
-func fileSize(p string) int64 {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
-}
+func fileSize(p string) int64 { return damage.Size(p) }
 
 func scribble(t *testing.T, path string, off int64, n int) {
 	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, n)
-	r := rand.New(rand.NewPCG(7, 7))
-	for i := range buf {
-		buf[i] = byte(r.Uint32())
-	}
-	if _, err := f.WriteAt(buf, off); err != nil {
-		t.Fatal(err)
-	}
+	damage.Scribble(t, path, off, n, 7)
 }
 
 // TestResyncAfterLostManifest: three nodes; one's MANIFEST is deleted

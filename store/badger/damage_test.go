@@ -4,13 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
+	"github.com/peerctl/peerctl/internal/damage"
 	"github.com/peerctl/peerctl/store"
 )
 
@@ -54,37 +53,14 @@ func fillDamageDir(t *testing.T, dir string) {
 // largest returns the biggest file in dir with the extension.
 func largest(t *testing.T, dir, ext string) string {
 	t.Helper()
-	ms, _ := filepath.Glob(filepath.Join(dir, "*"+ext))
-	sort.Slice(ms, func(i, j int) bool { return size(ms[i]) > size(ms[j]) })
-	if len(ms) == 0 {
-		t.Fatalf("no %s file in %s", ext, dir)
-	}
-	return ms[0]
+	return damage.Files(t, dir, ext)[0]
 }
 
-func size(p string) int64 {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
-}
+func size(p string) int64 { return damage.Size(p) }
 
 func scribble(t *testing.T, path string, off int64, n int) {
 	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, n)
-	r := rand.New(rand.NewPCG(1, 2))
-	for i := range buf {
-		buf[i] = byte(r.Uint32())
-	}
-	if _, err := f.WriteAt(buf, off); err != nil {
-		t.Fatal(err)
-	}
+	damage.Scribble(t, path, off, n, 1)
 }
 
 var damages = map[string]func(t *testing.T, dir string){
