@@ -21,17 +21,59 @@ import (
 // is thus decided by its sender's rules, at the sender or, for a reply, at
 // the replier.
 type faultTransport struct {
-	next Transport
-	f    *Faults
-
-	done chan struct{}  // closed by close: delayed sends not yet due are dropped
-	mu   sync.Mutex     // guards closed, and wg.Add against close's Wait
-	wg   sync.WaitGroup // delayed sends
-	shut bool
+	next  Transport
+	f     *Faults
+	later *delayer // delayed sends
 }
 
 func newFaultTransport(next Transport, f *Faults) *faultTransport {
-	return &faultTransport{next: next, f: f, done: make(chan struct{})}
+	return &faultTransport{next: next, f: f, later: newDelayer()}
+}
+
+// delayer delivers delayed messages as a slow link does: later, from
+// goroutines that stop waits for, without holding up the sender (memberlist
+// calls WriteToAddress from its probe and gossip loops). Messages not yet
+// due when it stops are dropped, as they would be with the node. It is safe
+// for concurrent use.
+type delayer struct {
+	done chan struct{}  // closed by stop
+	mu   sync.Mutex     // guards shut, and wg.Add against stop's Wait
+	wg   sync.WaitGroup // sends under way
+	shut bool
+}
+
+func newDelayer() *delayer { return &delayer{done: make(chan struct{})} }
+
+// after runs send once delay has passed, unless stop comes first. The
+// caller copies any buffer send uses that it will reuse.
+func (d *delayer) after(delay time.Duration, send func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.shut {
+		return // lost with the node
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		tm := time.NewTimer(delay)
+		defer tm.Stop()
+		select {
+		case <-tm.C:
+			send()
+		case <-d.done:
+		}
+	}()
+}
+
+// stop drops the sends not yet due and waits for those under way.
+func (d *delayer) stop() {
+	d.mu.Lock()
+	if !d.shut {
+		d.shut = true
+		close(d.done)
+	}
+	d.mu.Unlock()
+	d.wg.Wait()
 }
 
 func (t *faultTransport) Call(ctx context.Context, peer, addr, kind string, body []byte) ([]byte, error) {
@@ -57,25 +99,8 @@ func (t *faultTransport) Send(peer, addr, kind string, body []byte) error {
 		return nil // lost on the way: the sender cannot tell
 	}
 	if delay > 0 {
-		// Deliver later without holding up the caller, as a slow link
-		// does, from a goroutine close waits for.
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		if t.shut {
-			return nil // lost with the node
-		}
 		cp := append([]byte(nil), body...)
-		t.wg.Add(1)
-		go func() {
-			defer t.wg.Done()
-			tm := time.NewTimer(delay)
-			defer tm.Stop()
-			select {
-			case <-tm.C:
-				t.next.Send(peer, addr, kind, cp)
-			case <-t.done:
-			}
-		}()
+		t.later.after(delay, func() { t.next.Send(peer, addr, kind, cp) })
 		return nil
 	}
 	return t.next.Send(peer, addr, kind, body)
@@ -88,15 +113,7 @@ func (t *faultTransport) SetHandler(h Handler) {
 
 // close drops the delayed sends not yet due and waits for those under way.
 // Call it after the transport below is closed, so none blocks on a peer.
-func (t *faultTransport) close() {
-	t.mu.Lock()
-	if !t.shut {
-		t.shut = true
-		close(t.done)
-	}
-	t.mu.Unlock()
-	t.wg.Wait()
-}
+func (t *faultTransport) close() { t.later.stop() }
 
 // errCutOff refuses a message received while the node is paused or
 // isolated.
@@ -154,9 +171,10 @@ type gossipTransport struct {
 	packetCh chan *memberlist.Packet
 	streamCh chan net.Conn
 	done     chan struct{}  // closed by stop
-	wg       sync.WaitGroup // the forwarders and delayed packet sends
-	mu       sync.Mutex     // guards stopped, and wg.Add against stop's Wait
+	wg       sync.WaitGroup // the forwarders
+	mu       sync.Mutex     // guards stopped
 	stopped  bool
+	later    *delayer // delayed packets
 }
 
 var _ memberlist.NodeAwareTransport = (*gossipTransport)(nil)
@@ -167,6 +185,7 @@ func newGossipTransport(inner memberlist.NodeAwareTransport, f *Faults, c *gossi
 		packetCh: make(chan *memberlist.Packet),
 		streamCh: make(chan net.Conn),
 		done:     make(chan struct{}),
+		later:    newDelayer(),
 	}
 	t.wg.Add(2)
 	go t.forwardPackets()
@@ -236,26 +255,8 @@ func (t *gossipTransport) WriteToAddress(b []byte, addr memberlist.Address) (tim
 	t.c.packetsSent.Add(1)
 	t.c.bytesSent.Add(uint64(len(b)))
 	if delay > 0 {
-		// Never block memberlist's probe and gossip loops: send later
-		// from a goroutine Shutdown waits for, with a copy (the caller
-		// reuses b).
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		if t.stopped {
-			return time.Now(), nil // lost with the node
-		}
-		cp := append([]byte(nil), b...)
-		t.wg.Add(1)
-		go func() {
-			defer t.wg.Done()
-			tm := time.NewTimer(delay)
-			defer tm.Stop()
-			select {
-			case <-tm.C:
-				t.NodeAwareTransport.WriteToAddress(cp, addr)
-			case <-t.done:
-			}
-		}()
+		cp := append([]byte(nil), b...) // the caller reuses b
+		t.later.after(delay, func() { t.NodeAwareTransport.WriteToAddress(cp, addr) })
 		return time.Now(), nil
 	}
 	return t.NodeAwareTransport.WriteToAddress(b, addr)
@@ -294,6 +295,7 @@ func (t *gossipTransport) abort() {
 	t.stop()
 	t.NodeAwareTransport.Shutdown()
 	t.wg.Wait()
+	t.later.stop()
 }
 
 // stop tells the forwarders and delayed sends to end.
@@ -313,5 +315,6 @@ func (t *gossipTransport) Shutdown() error {
 	err := t.NodeAwareTransport.Shutdown()
 	t.stop()
 	t.wg.Wait()
+	t.later.stop()
 	return err
 }
