@@ -83,6 +83,13 @@ type replicator struct {
 
 	syncNow chan string // names of peers to sync with soon
 
+	// Peers with work: entries queued or a batch being sent. flush waits
+	// on idle, which is closed whenever busy is zero (and replaced when it
+	// leaves zero). Lock order: peer.mu, then idleMu.
+	idleMu sync.Mutex // guards busy, idle
+	busy   int
+	idle   chan struct{}
+
 	c            *counters
 	pushesSent   atomic.Uint64
 	pushesFailed atomic.Uint64
@@ -95,7 +102,6 @@ type replicator struct {
 	lastLag      atomic.Int64              // ms
 	avgLag       atomic.Int64              // ms, EWMA
 	lagSamples   atomic.Uint64
-	inflight     atomic.Int64 // batches taken from a queue, not yet sent
 	syncing      atomic.Bool  // in our own rounds: answer digests with "no difference"
 	lastSync     atomic.Int64 // unix ms
 	rtt          atomic.Int64 // ns, recent minimum of digest round trips
@@ -113,15 +119,52 @@ type peer struct {
 	signal     chan struct{} // buffered 1: pending is non-empty
 	done       chan struct{}
 
-	mu           sync.Mutex // guards pending, pendingBytes
+	mu           sync.Mutex // guards pending, pendingBytes, sending, gone, counted
 	pending      []store.Entry
 	pendingBytes int
+	sending      bool // a batch taken from pending is being sent
+	gone         bool // removed or replaced: what is still queued is dropped
+	counted      bool // counted in replicator.busy
+}
+
+// noteBusy counts p in r.busy while it has work: a batch being sent, or
+// entries queued for a peer still in the list. Call it with p.mu held after
+// each change to those fields.
+func (r *replicator) noteBusy(p *peer) {
+	busy := p.sending || (len(p.pending) > 0 && !p.gone)
+	if busy == p.counted {
+		return
+	}
+	p.counted = busy
+	r.idleMu.Lock()
+	defer r.idleMu.Unlock()
+	if busy {
+		if r.busy++; r.busy == 1 {
+			r.idle = make(chan struct{})
+		}
+		return
+	}
+	if r.busy--; r.busy == 0 {
+		close(r.idle)
+	}
+}
+
+// retire stops p's push worker; p.gone drops what is still queued for it.
+func (r *replicator) retire(p *peer) {
+	p.mu.Lock()
+	p.gone = true
+	r.noteBusy(p)
+	p.mu.Unlock()
+	close(p.done)
 }
 
 func newReplicator(st *store.Store, tr Transport, c *counters, log *slog.Logger, window, interval time.Duration) *replicator {
 	ctx, cancel := context.WithCancel(context.Background())
+	idle := make(chan struct{})
+	close(idle) // nothing queued yet
 	return &replicator{
-		st: st, tr: tr, c: c, log: log,
+		idle: idle,
+		st:   st, tr: tr, c: c, log: log,
 		window: window, interval: interval, now: time.Now,
 		ctx: ctx, cancel: cancel,
 		peers:   make(map[string]*peer),
@@ -166,7 +209,7 @@ func (r *replicator) setPeer(name, addr string) {
 		if p.addr == addr {
 			return
 		}
-		close(p.done)
+		r.retire(p)
 	}
 	p := &peer{name: name, addr: addr, signal: make(chan struct{}, 1), done: make(chan struct{})}
 	r.peers[name] = p
@@ -187,7 +230,7 @@ func (r *replicator) removePeer(name string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if p, ok := r.peers[name]; ok {
-		close(p.done)
+		r.retire(p)
 		delete(r.peers, name)
 	}
 }
@@ -214,12 +257,14 @@ func (r *replicator) broadcast(es ...store.Entry) {
 			// The peer is not keeping up: drop its queue and let
 			// anti-entropy catch it up instead.
 			p.pending, p.pendingBytes = nil, 0
+			r.noteBusy(p)
 			p.mu.Unlock()
 			r.requestSync(p.name)
 			continue
 		}
 		p.pending = append(p.pending, es...)
 		p.pendingBytes += size
+		r.noteBusy(p)
 		p.mu.Unlock()
 		select {
 		case p.signal <- struct{}{}:
@@ -229,18 +274,29 @@ func (r *replicator) broadcast(es ...store.Entry) {
 }
 
 // flush waits until every queued push has been handed to its stream, for
-// at most timeout, and reports whether it got there. A node that leaves
-// calls it first, so writes it acknowledged reach the others even if it
-// never comes back.
+// at most timeout, and reports whether it got there: it returns false at
+// once if the replicator is stopped, as the queues then never drain. A node
+// that leaves calls it first, so writes it acknowledged reach the others
+// even if it never comes back. Entries queued for a peer that is removed
+// meanwhile are dropped, not waited for; a batch already being sent is.
 func (r *replicator) flush(timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for r.pending() > 0 || r.inflight.Load() > 0 {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(5 * time.Millisecond)
+	r.idleMu.Lock()
+	idle := r.idle
+	r.idleMu.Unlock()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-idle:
+		return true
+	case <-t.C:
+	case <-r.ctx.Done():
 	}
-	return true
+	select { // drained just as the deadline came
+	case <-idle:
+		return true
+	default:
+		return false
+	}
 }
 
 // pending returns the number of entries queued for all peers.
@@ -279,10 +335,14 @@ func (r *replicator) pushLoop(p *peer) {
 		p.mu.Lock()
 		batch := p.pending
 		p.pending, p.pendingBytes = nil, 0
-		r.inflight.Add(1) // before unlocking, so flush never sees neither
+		p.sending = true // under the same lock: flush never sees neither
+		r.noteBusy(p)
 		p.mu.Unlock()
 		r.sendBatch(p, batch)
-		r.inflight.Add(-1)
+		p.mu.Lock()
+		p.sending = false
+		r.noteBusy(p)
+		p.mu.Unlock()
 	}
 }
 
