@@ -66,6 +66,7 @@ type Agent struct {
 	eventCh chan serf.Event
 	stopCh  chan struct{}
 	wg      sync.WaitGroup
+	bg      *workers // one-off goroutines (a rejoin after a heal); Shutdown cancels and waits
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -87,6 +88,7 @@ func Create(cfg *Config) (*Agent, error) {
 		faults:    NewFaults(cfg.FaultSeed),
 		eventCh:   make(chan serf.Event, 1024),
 		stopCh:    make(chan struct{}),
+		bg:        newWorkers(),
 		startedAt: time.Now(),
 	}
 	if a.log == nil {
@@ -568,6 +570,7 @@ func (a *Agent) Shutdown() error {
 		close(a.stopCh)
 		var errs []error
 		errs = append(errs, a.serf.Shutdown())
+		a.bg.stop()  // after serf's, so no new join starts; one under way ends within memberlist's TCPTimeout
 		a.ht.close() // ends streams, so the API can shut down
 		a.ft.close() // drops delayed sends not yet due, waits for the rest
 		a.http.stop()

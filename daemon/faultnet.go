@@ -267,6 +267,13 @@ func (t *gossipTransport) DialTimeout(addr string, timeout time.Duration) (net.C
 }
 
 func (t *gossipTransport) DialAddressTimeout(addr memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	select {
+	case <-t.done:
+		// Shut down: a join still going through its addresses (a rejoin
+		// that Shutdown waits for) stops at the next one.
+		return nil, fmt.Errorf("dial %s: transport shut down", addr.String())
+	default:
+	}
 	name := addr.Name
 	if name == "" {
 		name = t.names(addr.Addr)

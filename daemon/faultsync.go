@@ -222,7 +222,7 @@ func (a *Agent) faultSyncLoop() {
 			continue
 		}
 		p := peers[rng.IntN(len(peers))]
-		ctx, cancel := context.WithTimeout(context.Background(), faultSyncTimeout)
+		ctx, cancel := context.WithTimeout(a.bg.ctx, faultSyncTimeout) // Shutdown cancels it
 		if err := a.exchangeFaults(ctx, p); err != nil {
 			a.log.Debug("fault table exchange", "peer", p.Name, "err", err)
 		}
@@ -371,17 +371,20 @@ func (a *Agent) rejoinLost() {
 			addrs = append(addrs, ep.Gossip)
 		}
 	}
-	if len(addrs) == 0 {
+	// Shutdown waits for the join: serf.Join takes no context, and
+	// memberlist's TCPTimeout bounds each address it tries.
+	if len(addrs) == 0 || !a.bg.Go(func(context.Context) { a.rejoin(addrs) }) {
 		a.rejoining.Store(false)
+	}
+}
+
+// rejoin joins addrs through serf, logs the outcome and clears rejoining.
+func (a *Agent) rejoin(addrs []string) {
+	defer a.rejoining.Store(false)
+	n, err := a.serf.Join(addrs, true)
+	if err != nil {
+		a.log.Info("rejoin after heal", "tried", len(addrs), "contacted", n, "err", oneLineErr(err))
 		return
 	}
-	go func() {
-		defer a.rejoining.Store(false)
-		n, err := a.serf.Join(addrs, true)
-		if err != nil {
-			a.log.Info("rejoin after heal", "tried", len(addrs), "contacted", n, "err", oneLineErr(err))
-			return
-		}
-		a.log.Info("rejoin after heal", "tried", len(addrs), "contacted", n)
-	}()
+	a.log.Info("rejoin after heal", "tried", len(addrs), "contacted", n)
 }
