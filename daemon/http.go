@@ -33,6 +33,7 @@ type httpServer struct {
 	lim   Limits
 	// budget bounds the body bytes all requests hold (budget.go).
 	budget *bodyBudget
+	limit  *limitListener // set by start; stop waits for its refusals
 }
 
 func newHTTPServer(a *Agent, ln net.Listener) *httpServer {
@@ -74,6 +75,7 @@ func newHTTPServer(a *Agent, ln net.Listener) *httpServer {
 
 func (s *httpServer) start() {
 	ln := &limitListener{Listener: s.ln, max: s.lim.MaxConns, log: s.a.log}
+	s.limit = ln
 	go func() {
 		defer close(s.done)
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -91,6 +93,7 @@ func (s *httpServer) stop() {
 		s.srv.Close()
 	}
 	<-s.done
+	s.limit.wait()
 }
 
 // ServeHTTP forwards requests for another node, routes /v1/kv/KEY by hand

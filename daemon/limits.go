@@ -106,17 +106,32 @@ func (l Limits) validate() error {
 // limitListener accepts at most max connections at a time. A connection
 // over the cap is answered 503 and closed at once (rather than left in the
 // kernel's queue, where a client would hang), and logged at most once per
-// minute.
+// minute. After Close it starts no more refusals, and wait waits for those
+// under way (each ends within about a second), so the server's shutdown
+// leaves none running.
 type limitListener struct {
 	net.Listener
 	max int
 	log *slog.Logger
 
-	mu      sync.Mutex // guards open, logged
-	open    int
-	logged  time.Time
-	refused int // since the last log line
+	mu       sync.Mutex // guards open, logged, closed, and refusals.Add against Close's Wait
+	open     int
+	logged   time.Time
+	refused  int // since the last log line
+	closed   bool
+	refusals sync.WaitGroup // goroutines answering connections over the cap
 }
+
+// Close closes the listener; Accept starts no refusal after it.
+func (l *limitListener) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	return l.Listener.Close()
+}
+
+// wait waits for the refusals under way; call it after Close.
+func (l *limitListener) wait() { l.refusals.Wait() }
 
 func (l *limitListener) Accept() (net.Conn, error) {
 	for {
@@ -140,7 +155,19 @@ func (l *limitListener) Accept() (net.Conn, error) {
 				c.Close()
 				continue
 			}
+			l.mu.Lock()
+			closed := l.closed
+			if !closed {
+				l.refusals.Add(1)
+			}
+			l.mu.Unlock()
+			if closed {
+				refusing.Add(-1)
+				c.Close()
+				continue
+			}
 			go func() {
+				defer l.refusals.Done()
 				defer refusing.Add(-1)
 				refuseConn(c, l.max)
 			}()

@@ -2,8 +2,11 @@ package daemon
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -141,5 +144,59 @@ func TestGossipTransportDialsNothingAfterShutdown(t *testing.T) {
 	}
 	if n := ca.streamsOut.Load(); n != 1 {
 		t.Errorf("streams opened = %d; want 1 (none after Shutdown)", n)
+	}
+}
+
+// Once the API's listener is closed (the server's shutdown does it), wait
+// waits for the goroutines answering connections over the cap: here one
+// whose client took the 503 and keeps its end open. httpServer.stop calls
+// it.
+func TestLimitListenerCloseWaitsForRefusals(t *testing.T) {
+	waitFor(t, 10*time.Second, "earlier tests' refusals ended", func() error {
+		if n := refusing.Load(); n != 0 {
+			return fmt.Errorf("%d refusals under way", n)
+		}
+		return nil
+	})
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &limitListener{Listener: inner, max: 1, log: testLogger(t)}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	c1, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	held := <-accepted // takes the one slot
+	defer held.Close()
+	c2, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	c2.SetReadDeadline(time.Now().Add(30 * time.Second))
+	buf := make([]byte, 12)
+	if _, err := io.ReadFull(c2, buf); err != nil || !strings.HasPrefix(string(buf), "HTTP/1.1 503") {
+		t.Fatalf("second connection read %q, %v; want a 503", buf, err)
+	}
+	if refusing.Load() != 1 {
+		t.Fatalf("refusals under way = %d once the 503 was read; want 1 (it waits for the client)", refusing.Load())
+	}
+	l.Close()
+	l.wait()
+	if n := refusing.Load(); n != 0 {
+		t.Fatalf("wait returned with %d refusals still under way; want 0", n)
 	}
 }
