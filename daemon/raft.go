@@ -78,10 +78,10 @@ type coord struct {
 	expect, voters int
 	deadAfter      time.Duration
 
-	addrs    sync.Map // member name -> API address
-	changed  atomic.Int64 // unix ns of the last membership change
-	ready    atomic.Uint64 // term in which this leader's barrier completed
-	leaderMu sync.Mutex    // guards lastLeader
+	addrs      sync.Map      // member name -> API address
+	changed    atomic.Int64  // unix ns of the last membership change
+	ready      atomic.Uint64 // term in which this leader's barrier completed
+	leaderMu   sync.Mutex    // guards lastLeader
 	lastLeader string
 
 	stop chan struct{}

@@ -61,9 +61,9 @@ const maxSnapshotCall = maxCall
 // concurrent use.
 type raftTransport struct {
 	tr      Transport
-	local   string                        // this node's name, its raft address
+	local   string                           // this node's name, its raft address
 	addrOf  func(name string) (string, bool) // a member's API address
-	timeout time.Duration                 // bounds each RPC but InstallSnapshot
+	timeout time.Duration                    // bounds each RPC but InstallSnapshot
 	consume chan raft.RPC
 
 	hbMu sync.Mutex // guards hb
