@@ -97,8 +97,8 @@ func coordClientHTTP() *http.Client {
 	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * (coordClients + lockClients), DisableCompression: true}}
 }
 
-// waitLeader waits until every running agent names the same leader, and
-// returns it.
+// waitLeader waits until every running agent names the same leader, a
+// running agent, and returns it.
 func waitLeader(c *cluster, timeout time.Duration) (string, time.Duration, error) {
 	var leader string
 	took, err := procs.WaitFor(timeout, poll, func() (bool, string) {
@@ -118,7 +118,13 @@ func waitLeader(c *cluster, timeout time.Duration) (string, time.Duration, error
 			}
 			leader = l.Leader
 		}
-		return leader != "", "no agent runs"
+		if leader == "" {
+			return false, "no agent runs"
+		}
+		if a := c.byName(leader); a == nil || !a.running() {
+			return false, fmt.Sprintf("all name %s, which is not running", leader)
+		}
+		return true, ""
 	})
 	return leader, took, err
 }
