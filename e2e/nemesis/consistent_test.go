@@ -439,7 +439,7 @@ type coordSummary struct {
 	keys                               int
 	lin                                linResult
 	linErr                             error
-	reports, terms                     int
+	reports, elections, terms          int // polled reports, "election won" log lines, terms named
 	splitBrain                         []splitBrain
 	sections, acquires                 int
 	lockErrs                           map[string]int
@@ -471,12 +471,12 @@ func (s *coordSummary) String() string {
 	return fmt.Sprintf(`  consistent   %d operations on %d keys (get %d, put %d, cas %d, del %d): %d ok, %d cas mismatches, %d failed, %d unknown
   not answered %s
   linearizable %s (%d operations checked in %s)
-  leaders      %d reports over %d terms; split-brain: %d terms with two leaders
+  leaders      %d polled reports and %d elections won (daemon logs) over %d terms; split-brain: %d terms with two leaders
   locks        %d critical sections of %d acquires, %d ended by a failed renewal or the lease; violations: %d
   lock errors  %s`,
 		s.ops, s.keys, s.byKind[linGet], s.byKind[linPut], s.byKind[linCAS], s.byKind[linDel], s.ok, s.mismatch, s.failed, s.unknown,
 		strings.Join(rs, ", "), lin, s.lin.Checked, s.lin.Took.Round(time.Millisecond),
-		s.reports, s.terms, len(s.splitBrain),
+		s.reports, s.elections, s.terms, len(s.splitBrain),
 		s.sections, s.acquires, s.expired, len(s.violations), strings.Join(ls, ", "))
 }
 
@@ -502,7 +502,13 @@ func checkCoord(h *coordHistory) *coordSummary {
 		}
 	}
 	s.lin, s.linErr = checkLinearizable(h.ops, linTimeout, visualizationDir())
-	s.reports = len(h.reports)
+	for _, r := range h.reports {
+		if r.Source == "log" {
+			s.elections++
+		} else {
+			s.reports++
+		}
+	}
 	s.terms, s.splitBrain = checkLeaders(h.reports)
 	s.sections, s.acquires = len(h.sections), h.acquires
 	for _, sec := range h.sections {
@@ -551,4 +557,47 @@ func illegalKeys(ops []linOp) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// electionReports reads every "election won: term=N" line hashicorp/raft
+// logged in any process of any agent: the winner's own record of each
+// election, beside the polled reports.
+func electionReports(c *cluster) []leaderReport {
+	var out []leaderReport
+	for _, a := range c.agents {
+		for _, p := range a.all() {
+			for _, line := range strings.Split(p.Output(), "\n") {
+				if r, ok := parseElectionWon(a.name, line, c.start); ok {
+					out = append(out, r)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// parseElectionWon parses a daemon's log line
+//
+//	time=2026-11-29T15:34:28.238Z level=INFO msg="raft: election won: term=2 tally=1" node=n1 part=raft
+//
+// into a report of node leading that term.
+func parseElectionWon(node, line string, start time.Time) (leaderReport, bool) {
+	_, rest, ok := strings.Cut(line, "election won: term=")
+	if !ok {
+		return leaderReport{}, false
+	}
+	if i := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' }); i >= 0 {
+		rest = rest[:i]
+	}
+	term, err := strconv.ParseUint(rest, 10, 64)
+	if err != nil {
+		return leaderReport{}, false
+	}
+	r := leaderReport{Node: node, Leader: node, Term: term, Self: true, Source: "log"}
+	if ts, _, ok := strings.Cut(strings.TrimPrefix(line, "time="), " "); ok {
+		if at, err := time.Parse(time.RFC3339Nano, ts); err == nil {
+			r.At = at.Sub(start)
+		}
+	}
+	return r, true
 }

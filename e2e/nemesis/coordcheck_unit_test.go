@@ -209,3 +209,15 @@ func TestLockCheck(t *testing.T) {
 		})
 	}
 }
+
+func TestParseElectionWon(t *testing.T) {
+	start := time.Date(2026, 11, 29, 15, 34, 0, 0, time.UTC)
+	line := `time=2026-11-29T15:34:28.238Z level=INFO msg="raft: election won: term=12 tally=3" node=n1 part=raft`
+	r, ok := parseElectionWon("n1", line, start)
+	if !ok || r.Term != 12 || r.Leader != "n1" || !r.Self || r.At != 28238*time.Millisecond {
+		t.Errorf("parseElectionWon(%q) = %+v, %v; want n1 leading term 12 at +28.238s", line, r, ok)
+	}
+	if _, ok := parseElectionWon("n1", `msg="raft: entering leader state"`, start); ok {
+		t.Errorf("parseElectionWon parsed a line that is no election")
+	}
+}

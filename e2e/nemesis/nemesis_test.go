@@ -642,6 +642,7 @@ func runNemesis(t *testing.T, seed uint64, dur time.Duration) {
 	} else if err := finalReads(c, coord); err != nil {
 		failf("final consistent reads: %v", err)
 	}
+	coord.reports = append(coord.reports, electionReports(c)...)
 	sum.coord = checkCoord(coord)
 	checkCoordFailures(t, failf, coord, sum.coord)
 
