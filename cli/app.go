@@ -83,6 +83,7 @@ func commands(create createFunc) []*cli.Command {
 		agentCommand(create),
 
 		membersCommand(),
+		leaderCommand(), // leader.go
 		infoCommand(),
 		killCommand(),
 		leaveCommand(),
@@ -91,6 +92,7 @@ func commands(create createFunc) []*cli.Command {
 		getCommand(),
 		delCommand(),
 		keysCommand(),
+		lockCommand(), // lock.go
 		checkCommand(),
 
 		pauseCommand(),

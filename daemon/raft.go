@@ -54,9 +54,9 @@ import (
 func raftTimings(profile string, c *raft.Config) (deadAfter time.Duration) {
 	switch profile {
 	case "local":
-		c.HeartbeatTimeout = 400 * time.Millisecond
-		c.ElectionTimeout = 400 * time.Millisecond
-		c.LeaderLeaseTimeout = 300 * time.Millisecond
+		c.HeartbeatTimeout = 500 * time.Millisecond
+		c.ElectionTimeout = 500 * time.Millisecond
+		c.LeaderLeaseTimeout = 400 * time.Millisecond
 		c.CommitTimeout = 20 * time.Millisecond
 		return 10 * time.Second
 	case "wan":
