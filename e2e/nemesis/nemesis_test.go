@@ -393,6 +393,7 @@ type summary struct {
 	liveKeys, tombstones                 int
 	lost                                 int // acknowledged writes lost
 	problems                             int
+	coord                                *coordSummary // the coordination workload, once checked
 }
 
 func (s summary) String() string {
@@ -426,7 +427,14 @@ func (s summary) String() string {
 		total, strings.Join(fs, ", "), s.restarts, s.faultErrs, s.incompleteHeals,
 		s.converge.Round(time.Millisecond), s.sinceEnd.Round(time.Millisecond),
 		s.liveKeys, s.tombstones, s.problems == 0,
-		s.lost, s.problems)
+		s.lost, s.problems) + s.coordString()
+}
+
+func (s summary) coordString() string {
+	if s.coord == nil {
+		return ""
+	}
+	return "\n" + s.coord.String()
 }
 
 // cause is a short name for why an operation was not acknowledged.
@@ -445,17 +453,27 @@ func cause(err string) string {
 func runNemesis(t *testing.T, seed uint64, dur time.Duration) {
 	t.Logf("nemesis seed %d, workload %s (replay: NEMESIS_SEED=%d)", seed, dur, seed)
 	c := newCluster(t, numAgents, seed)
+	if leader, took, err := waitLeader(c, leaderTimeout); err != nil {
+		t.Fatalf("seed %d: no raft leader known to all: %v", seed, err)
+	} else {
+		t.Logf("raft leader %s known to all after %s", leader, took.Round(time.Millisecond))
+	}
 	nem := newNemesis(t, c, seed)
 	w := workload{Clients: 5, Rate: 150, Keys: keyspace(50), DelProb: 0.05, Timeout: 2 * time.Second, Deadline: dur}
 
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
 	defer cancel()
 	var ops []op
+	var coord *coordHistory
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		ops = runClients(ctx, c, w, seed)
+	}()
+	go func() {
+		defer wg.Done()
+		coord = runCoord(ctx, c, seed)
 	}()
 	nem.run(ctx)
 	wg.Wait()
@@ -615,6 +633,18 @@ func runNemesis(t *testing.T, seed uint64, dur time.Duration) {
 			t.Logf("history of %s (last 40 writes that may have taken effect):\n%s", k, strings.Join(hist, "\n"))
 		}
 	}
+
+	// The coordination workload: linearizability, one leader per term,
+	// lock safety, and no acknowledged consistent write lost (the final
+	// reads, at every node, are part of the history checked).
+	if _, _, err := waitLeader(c, leaderTimeout); err != nil {
+		failf("no raft leader known to all after heal: %v", err)
+	} else if err := finalReads(c, coord); err != nil {
+		failf("final consistent reads: %v", err)
+	}
+	coord.reports = append(coord.reports, electionReports(c)...)
+	sum.coord = checkCoord(coord)
+	checkCoordFailures(t, failf, coord, sum.coord)
 
 	// (c): no daemon died that the nemesis did not kill.
 	for _, d := range c.unexpectedDeaths() {

@@ -50,7 +50,9 @@ Examples:
    peerctl bench detection --nodes 25 --soak 10m
    peerctl bench catchup --keys 10000
    peerctl bench throughput --clients 1,16,64
-   peerctl bench memory --keys 100000 --max-nodes 25,50,100`,
+   peerctl bench memory --keys 100000 --max-nodes 25,50,100
+   peerctl bench failover --nodes 5 --reps 7
+   peerctl bench throughput --consistent --clients 1,16,64`,
 		Description: `Starts real daemons of the peerctl binary on free cluster.Loopback ports, runs a
 workload, shows progress on stderr and prints a results table: each figure
 is the median over --reps repetitions (each on a fresh cluster) with the
@@ -67,6 +69,7 @@ machine.`,
 			benchCatchupCommand(),
 			benchThroughputCommand(),
 			benchMemoryCommand(),
+			benchFailoverCommand(),
 		},
 	}
 }

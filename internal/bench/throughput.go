@@ -39,6 +39,7 @@ The harness runs on the same machine and takes CPU from the daemons.`,
 			&cli.DurationFlag{Name: "duration", Value: 5 * time.Second, Usage: "load `D` per phase"},
 			&cli.IntFlag{Name: "value-size", Value: 100, Usage: "value size in `BYTES`"},
 			&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "give up waiting for convergence after `D`"},
+			&cli.BoolFlag{Name: "consistent", Usage: "write the consistent namespace (Raft) instead, each phase followed by a gossip phase for the latency ratio; modes leader, spread (default both) or one"},
 		),
 		Action: runBenchThroughput,
 	}
@@ -87,6 +88,11 @@ func runBenchThroughput(c *cli.Context) error {
 		ValueSize: c.Int("value-size"), Timeout: c.Duration("timeout"), Profile: o.profile}
 	for _, m := range strings.Split(c.String("modes"), ",") {
 		switch m = strings.TrimSpace(m); m {
+		case "leader":
+			if !c.Bool("consistent") {
+				return fmt.Errorf("--modes leader needs --consistent")
+			}
+			p.Modes = append(p.Modes, m)
 		case "one", "spread":
 			p.Modes = append(p.Modes, m)
 		case "":
@@ -96,6 +102,9 @@ func runBenchThroughput(c *cli.Context) error {
 	}
 	if len(p.Modes) == 0 || p.Duration <= 0 {
 		return fmt.Errorf("--modes and --duration must be given")
+	}
+	if c.Bool("consistent") {
+		return runBenchConsistentThroughput(c, o, p)
 	}
 	res := &benchResult{Workload: "throughput", Params: map[string]any{"throughput": p},
 		Method: fmt.Sprintf("throughput N=%d clients=%s modes=%s dur=%s/phase value=%dB profile=%s reps=%d (closed loop)",
