@@ -2,5 +2,4 @@ package demo
 
 func consistency(r *run) error  { return nil }
 func coordination(r *run) error { return nil }
-func spof(r *run) error         { return nil }
 func scale(r *run) error        { return nil }
