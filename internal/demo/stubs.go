@@ -2,4 +2,3 @@ package demo
 
 func consistency(r *run) error  { return nil }
 func coordination(r *run) error { return nil }
-func scale(r *run) error        { return nil }
