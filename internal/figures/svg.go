@@ -95,7 +95,11 @@ func (c LineChart) WriteSVG(w io.Writer) error {
 			}
 			pts = append(pts, fmt.Sprintf("%.1f,%.1f", px(c.X[i]), py(y)))
 			fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="3.5" fill="%s"/>`+"\n", px(c.X[i]), py(y), col)
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="%s" text-anchor="middle">%s</text>`+"\n", px(c.X[i]), py(y)-8, col, Escape(Format(y, c.YUnit)))
+			dy := -8.0 // labels above the points, every other series' below
+			if k%2 == 1 {
+				dy = 18
+			}
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="%s" text-anchor="middle">%s</text>`+"\n", px(c.X[i]), py(y)+dy, col, Escape(Format(y, c.YUnit)))
 		}
 		fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"/>`+"\n", strings.Join(pts, " "), col)
 		ly := top + 16 + 20*k
