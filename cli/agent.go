@@ -100,6 +100,10 @@ PEERCTL_<FLAG>, e.g. PEERCTL_DATA_DIR.`,
 				Usage: "wait up to `DURATION` to batch writes into one push per peer"},
 			&cli.Uint64Flag{Name: "fault-seed", EnvVars: env("fault-seed"),
 				Usage: "seed the fault layer's random choices (loss, jitter) with `N` so a run can be replayed"},
+			&cli.IntFlag{Name: "bootstrap-expect", EnvVars: env("bootstrap-expect"), Value: def.BootstrapExpect,
+				Usage: "form the raft group (consistent keys, locks) once `N` members are alive; 0: no raft server on this node"},
+			&cli.IntFlag{Name: "voters", EnvVars: env("voters"), Value: def.Voters,
+				Usage: "at most `V` raft voters; the other members are non-voters"},
 			&cli.BoolFlag{Name: "pprof", EnvVars: env("pprof"),
 				Usage: "serve Go profiles (heap, goroutines, traces) at /debug/pprof on the API; off by default"},
 			&cli.IntFlag{Name: "max-conns", EnvVars: env("max-conns"), DefaultText: "1024, at most a quarter of the open-file limit",
@@ -152,6 +156,7 @@ func runAgent(c *cli.Context, create createFunc) error {
 	cfg.FaultSeed = c.Uint64("fault-seed")
 	cfg.TraceArrivals = c.Bool("trace-arrivals")
 	cfg.Pprof = c.Bool("pprof")
+	cfg.BootstrapExpect, cfg.Voters = c.Int("bootstrap-expect"), c.Int("voters")
 	cfg.Limits.MaxConns = c.Int("max-conns")
 	cfg.Resync = c.Bool("resync")
 	if m := c.Uint64("min-free-mib"); m > 1<<30 {

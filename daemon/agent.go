@@ -45,6 +45,8 @@ type Agent struct {
 	repl      *replicator
 	ht        *httpTransport
 	ft        *faultTransport
+	transport Transport // the replication transport, fault layer included
+	coord     *coord    // the raft group: raft.go
 	counters  *counters
 	gcounters *gossipCounters
 	faults    *Faults
@@ -124,7 +126,9 @@ func Create(cfg *Config) (*Agent, error) {
 	}
 	a.repl = newReplicator(a.st, tr, a.counters, a.log, cfg.PushWindow, cfg.SyncInterval)
 	a.ht.report(a.repl.warns, a.repl.dropped)
-	tr.SetHandler(a.repl)
+	a.transport = tr
+	a.coord = newCoord(a, tr)
+	tr.SetHandler(&kindMux{repl: a.repl, coord: a.coord}) // raft-* kinds to the raft side: coord.go
 	if cfg.TraceArrivals {
 		a.repl.arrivals = &arrivals{}
 	}
@@ -136,6 +140,15 @@ func Create(cfg *Config) (*Agent, error) {
 		return nil, err
 	}
 	a.gossip = a.serf.LocalMember().Addr.String() + ":" + strconv.Itoa(int(a.serf.LocalMember().Port))
+	for _, m := range a.serf.Members() {
+		a.coord.memberChanged(m)
+	}
+	if err := a.coord.start(); err != nil {
+		a.serf.Shutdown()
+		ln.Close()
+		a.st.Close()
+		return nil, err
+	}
 	a.http.start()
 	a.repl.start()
 	a.wg.Add(3)
@@ -430,6 +443,7 @@ func (a *Agent) memberChanged(m serf.Member) {
 		return
 	}
 	a.addrNames.Store(net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))), m.Name)
+	a.coord.memberChanged(m)
 	api := m.Tags[tagAPI]
 	if m.Status == serf.StatusAlive && api != "" {
 		a.repl.setPeer(m.Name, api)
@@ -553,6 +567,7 @@ func (a *Agent) Delete(key string) (store.Entry, bool, error) {
 func (a *Agent) Leave() error {
 	a.leaveOnce.Do(func() {
 		a.log.Info("leaving cluster")
+		a.coord.leave()
 		if !a.repl.flush(2 * time.Second) {
 			a.log.Warn("leaving with pushes still queued; peers get them by anti-entropy when this node is back", "pending", a.repl.pending())
 		}
@@ -566,6 +581,7 @@ func (a *Agent) Leave() error {
 func (a *Agent) Shutdown() error {
 	a.shutdownOnce.Do(func() {
 		close(a.stopCh)
+		a.coord.shutdown()
 		var errs []error
 		errs = append(errs, a.serf.Shutdown())
 		a.ht.close() // ends streams, so the API can shut down

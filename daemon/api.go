@@ -89,3 +89,25 @@ var (
 // its record was damaged on disk and set aside (quarantined): the key is
 // not known to be gone, and anti-entropy restores it from a peer.
 const codeKeySetAside = "key_set_aside"
+
+// Coordination error codes (api).
+const (
+	codeNoQuorum        = api.CodeNoQuorum
+	codeVersionMismatch = api.CodeVersionMismatch
+	codeLockHeld        = api.CodeLockHeld
+	codeLockLost        = api.CodeLockLost
+)
+
+// Coordination types (api).
+type (
+	LeaderInfo = api.Leader
+	RaftServer = api.RaftServer
+	LockGrant  = api.LockGrant
+)
+
+// Raft roles (api).
+const (
+	RoleLeader   = api.RoleLeader
+	RoleVoter    = api.RoleVoter
+	RoleNonvoter = api.RoleNonvoter
+)

@@ -62,6 +62,12 @@ type Config struct {
 	// Limits bound the HTTP API's timeouts, connections and streams.
 	Limits Limits
 
+	// BootstrapExpect is how many alive members the raft group waits for
+	// before it forms (raft.go); 0 runs no raft server on this node.
+	BootstrapExpect int
+	// Voters caps the raft group's voters; other members are non-voters.
+	Voters int
+
 	// FaultSeed seeds the fault layer's random choices (loss, jitter).
 	FaultSeed uint64
 
@@ -89,6 +95,8 @@ func DefaultConfig() *Config {
 		TombstoneTTL:      24 * time.Hour,
 		ReconnectInterval: 3 * time.Second,
 		MinFreeSpace:      DefaultMinFreeSpace,
+		BootstrapExpect:   3,
+		Voters:            5,
 		MaxClockSkew:      store.DefaultMaxClockSkew,
 		Logger:            slog.Default(),
 	}
@@ -132,6 +140,12 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Limits.validate(); err != nil {
 		return err
+	}
+	if c.BootstrapExpect < 0 || c.BootstrapExpect > 64 {
+		return fmt.Errorf("--bootstrap-expect %d: want 0 (no raft group) to 64", c.BootstrapExpect)
+	}
+	if c.BootstrapExpect > 0 && (c.Voters < 1 || c.Voters > 15) {
+		return fmt.Errorf("--voters %d: want 1 to 15 (an odd number: 3 or 5 is usual)", c.Voters)
 	}
 	if c.MaxClockSkew <= 0 || c.MaxClockSkew > 24*time.Hour {
 		return fmt.Errorf("--max-clock-skew %v: want more than 0 and at most 24h (default %v)", c.MaxClockSkew, store.DefaultMaxClockSkew)

@@ -60,6 +60,7 @@ func newHTTPServer(a *Agent, ln net.Listener) *httpServer {
 	s.mux.HandleFunc("GET /v1/digest", s.digest)
 	s.mux.HandleFunc("GET /v1/summaries", s.summaries)
 	s.faultRoutes() // faultsapi.go
+	s.coordRoutes() // coordhttp.go
 	// The timeouts bound every route but the internal stream, which
 	// replaces them with its own idle deadline (serveStream).
 	s.srv = &http.Server{Handler: s,
@@ -121,7 +122,19 @@ func (s *httpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, fmt.Errorf("bad key escape in path: %w", err))
 			return
 		}
+		if r.URL.Query().Get("consistent") != "" {
+			s.consistentKV(w, r, key) // coordhttp.go
+			return
+		}
 		s.kv(w, r, key)
+		return
+	}
+	if rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/v1/locks/"); ok {
+		s.locks(w, r, rest) // coordhttp.go
+		return
+	}
+	if r.URL.Path == "/v1/kv" && r.URL.Query().Get("consistent") != "" {
+		s.consistentList(w, r) // coordhttp.go
 		return
 	}
 	s.mux.ServeHTTP(w, r)
