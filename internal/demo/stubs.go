@@ -1,4 +1,3 @@
 package demo
 
-func consistency(r *run) error  { return nil }
 func coordination(r *run) error { return nil }
