@@ -1,3 +1,0 @@
-package demo
-
-func coordination(r *run) error { return nil }
