@@ -33,12 +33,15 @@ func demoCommand() *cli.Command {
 	return &cli.Command{
 		Name:     "demo",
 		Category: catTools,
-		Usage:    "a narrated tour on this machine: replication, failure detection, recovery (under a minute)",
+		Usage:    "a narrated tour on this machine: replication, failure detection, recovery (under a minute); chapters: --list",
 		UsageText: `peerctl demo [--nodes N] [--keep]
+peerctl demo --list
+peerctl demo CHAPTER [--json] [--keep] [--quick]
 
 Examples:
    go run . demo
-   peerctl demo --nodes 7 --keep`,
+   peerctl demo --nodes 7 --keep
+   peerctl demo availability`,
 		Description: `Starts a cluster of N agents (5 by default) in a temporary directory on free
 cluster.Loopback ports and walks through what peerctl does, checking each step and
 timing it: a write at one node reaching all of them; a node killed as with
@@ -48,12 +51,17 @@ it is down; the node restarted on its own data and catching up.
 It stops every process it started when it ends, also on failure or
 Ctrl-C. The nodes' logs go to files in the directory, which is removed
 unless --keep is given or a step failed. The exit status is non-zero if any
-step did not hold, and the error names the step.`,
+step did not hold, and the error names the step.
+
+The chapters (peerctl demo --list) each teach one lesson of distributed
+systems on a cluster of their own: see peerctl demo CHAPTER --help.`,
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "nodes", Value: 5, Usage: "number of nodes `N`, at least 3"},
 			&cli.BoolFlag{Name: "keep", Usage: "keep the directory with the nodes' data and logs"},
+			&cli.BoolFlag{Name: "list", Usage: "list the chapters, one line each"},
 		},
-		Action: runDemo,
+		Subcommands: demoChapterCommands(),
+		Action:      runDemo,
 	}
 }
 
@@ -85,6 +93,9 @@ func (e *stepError) Error() string {
 func (e *stepError) Unwrap() error { return e.err }
 
 func runDemo(c *cli.Context) (err error) {
+	if done, err := demoListOrUnknown(c); done || err != nil {
+		return err
+	}
 	if err := wantArgs(c, 0, 0); err != nil {
 		return err
 	}

@@ -26,7 +26,6 @@ import (
 	"runtime/debug"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -34,6 +33,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/peerctl/peerctl/internal/api"
+	"github.com/peerctl/peerctl/internal/figures"
 )
 
 // Command is the `bench` command; the caller sets its help category.
@@ -293,28 +293,12 @@ func summarize(defs []metricDef, targets []benchTarget, reps []benchRep) []bench
 	return out
 }
 
-// median of sorted values.
-func median(sorted []float64) float64 {
-	n := len(sorted)
-	if n == 0 {
-		return math.NaN()
-	}
-	if n%2 == 1 {
-		return sorted[n/2]
-	}
-	return (sorted[n/2-1] + sorted[n/2]) / 2
-}
-
-// percentile of sorted values by the nearest-rank method: the smallest
-// value with at least p% of the values at or below it.
-func percentile(sorted []float64, p float64) float64 {
-	n := len(sorted)
-	if n == 0 {
-		return math.NaN()
-	}
-	rank := int(math.Ceil(p / 100 * float64(n)))
-	return sorted[min(max(rank, 1), n)-1]
-}
+// The shared figure helpers (internal/figures), by the names bench uses.
+var (
+	median     = figures.Median
+	percentile = figures.Percentile
+	fmtFigure  = figures.Format
+)
 
 // writeBench prints the table and writes the JSON where asked.
 func writeBench(c *cli.Context, o *benchOpts, res *benchResult) error {
@@ -386,56 +370,6 @@ func printBenchTable(w io.Writer, res *benchResult) {
 	}
 	fmt.Fprintf(w, "machine: %d CPUs (%s), %s, %s; load %s at start, %s at end; took %s\n", res.Machine.NumCPU, res.Machine.CPU,
 		res.Machine.GoVersion, res.Machine.OS, res.Machine.LoadStart, res.Machine.LoadEnd, res.Took)
-}
-
-// fmtFigure formats a value in its unit.
-func fmtFigure(v float64, unit string) string {
-	if math.IsNaN(v) {
-		return "-"
-	}
-	if math.IsInf(v, 1) {
-		return "∞"
-	}
-	switch unit {
-	case "ms":
-		switch {
-		case v >= 10000:
-			return strconv.FormatFloat(v/1000, 'f', 1, 64) + " s"
-		case v >= 100:
-			return strconv.FormatFloat(v, 'f', 0, 64) + " ms"
-		default:
-			return strconv.FormatFloat(v, 'f', 1, 64) + " ms"
-		}
-	case "s":
-		return strconv.FormatFloat(v, 'f', 2, 64) + " s"
-	case "MB":
-		return strconv.FormatFloat(v, 'f', 1, 64) + " MB"
-	case "B":
-		switch {
-		case v >= 10<<20:
-			return strconv.FormatFloat(v/(1<<20), 'f', 1, 64) + " MiB"
-		case v >= 10<<10:
-			return strconv.FormatFloat(v/(1<<10), 'f', 1, 64) + " KiB"
-		}
-		return strconv.FormatFloat(v, 'f', 0, 64) + " B"
-	case "/s":
-		return strconv.FormatFloat(v, 'f', 0, 64) + "/s"
-	case "%":
-		return strconv.FormatFloat(v, 'f', 0, 64) + "%"
-	case "x":
-		return strconv.FormatFloat(v, 'f', 2, 64) + "x"
-	case "msgs":
-		return strconv.FormatFloat(v, 'f', 1, 64)
-	case "bool":
-		if v != 0 {
-			return "yes"
-		}
-		return "no"
-	}
-	if v == math.Trunc(v) {
-		return strconv.FormatFloat(v, 'f', 0, 64)
-	}
-	return strconv.FormatFloat(v, 'f', 2, 64)
 }
 
 // machineInfo reads what describes this machine.

@@ -622,30 +622,8 @@ func getJSON(ctx context.Context, cl *benchCluster, u string, out any) error {
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-// procCPU returns the user+system CPU time a process has used, from
-// /proc/PID/stat (Linux; clock ticks of 1/100 s).
-func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	// The command name, field 2, is in parentheses and may hold spaces.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
-	}
-	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
-}
+// procCPU is the launcher's reading of a process's CPU time.
+var procCPU = cluster.ProcCPU
 
 // cpuUsed returns the CPU time used so far by the agents' current
 // processes and by this process.

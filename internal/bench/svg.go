@@ -7,6 +7,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/peerctl/peerctl/internal/figures"
 )
 
 // writeLatencySVG plots each write's stable latency against the time it
@@ -100,20 +102,8 @@ func plotLatency(w io.Writer, title string, ws []propWrite) {
 	io.WriteString(w, b.String())
 }
 
-// niceCeil rounds v up to 1, 2 or 5 times a power of ten.
-func niceCeil(v float64) float64 {
-	if v <= 0 {
-		return 1
-	}
-	p := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 5, 10} {
-		if v <= m*p {
-			return m * p
-		}
-	}
-	return 10 * p
-}
-
-func xmlEscape(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;").Replace(s)
-}
+// The shared SVG helpers (internal/figures), by the names bench uses.
+var (
+	niceCeil  = figures.NiceCeil
+	xmlEscape = figures.Escape
+)
