@@ -374,7 +374,8 @@ func advertisedAPI(listen string, cfg *Config) string {
 }
 
 // joinLoop joins the given addresses (--join, then the known members, then
-// serf's snapshot: see joinAddrs), retrying with exponential backoff, up to
+// serf's snapshot: see joinAddrs), resolving names anew on every attempt
+// and skipping this node's own address (resolve.go), retrying with exponential backoff, up to
 // 15 s apart, until a join succeeds, the node has an alive peer (serf's
 // own rejoin from its snapshot, or a peer that joined it), or the agent
 // stops. Each attempt logs one line.
@@ -386,10 +387,19 @@ func (a *Agent) joinLoop(addrs []string) {
 			a.log.Info("joined cluster", "alive_peers", peers, "attempts", attempt-1)
 			return
 		}
-		n, err := a.serf.Join(addrs, true)
-		if n > 0 {
-			a.log.Info("joined cluster", "contacted", n, "of", len(addrs), "attempt", attempt)
+		// Names are looked up again on every attempt (resolve.go).
+		targets, onlySelf, err := a.joinTargets(addrs)
+		if onlySelf {
+			a.log.Info("every join address is this node: waiting for others to join it")
 			return
+		}
+		if len(targets) > 0 {
+			n, jerr := a.serf.Join(targets, true)
+			if n > 0 {
+				a.log.Info("joined cluster", "contacted", n, "of", len(targets), "attempt", attempt)
+				return
+			}
+			err = errors.Join(err, jerr)
 		}
 		a.log.Warn("join failed; retrying", "attempt", attempt, "addrs", len(addrs), "in", backoff, "err", oneLineErr(err))
 		select {
