@@ -84,6 +84,7 @@ func commands(create createFunc) []*cli.Command {
 
 		membersCommand(),
 		infoCommand(),
+		healthCommand(),
 		killCommand(),
 		leaveCommand(),
 
