@@ -302,6 +302,7 @@ func (a *Agent) startSerf() error {
 		h, p, _ := splitHostPort(a.cfg.Advertise)
 		mc.AdvertiseAddr, mc.AdvertisePort = h, p
 	}
+	a.apiAddr = apiOnGossipIP(a.apiAddr, a.cfg, nt)
 	key, _ := a.cfg.key()
 	mc.SecretKey = key
 	// A node that crashed and comes back on another address may take its
@@ -371,6 +372,33 @@ func advertisedAPI(listen string, cfg *Config) string {
 		}
 	}
 	return net.JoinHostPort(h, p)
+}
+
+// apiOnGossipIP fixes the advertised API address of an agent whose API and
+// gossip both listen on an unspecified address (0.0.0.0, as in a
+// container) with no --advertise: advertisedAPI then falls back to
+// 127.0.0.1, which peers cannot reach, so take the private IP memberlist
+// advertises for gossip instead. Any other address is returned as is.
+func apiOnGossipIP(api string, cfg *Config, nt *memberlist.NetTransport) string {
+	h, p, err := net.SplitHostPort(api)
+	bh, _, _ := splitHostPort(cfg.Bind)
+	if err != nil || cfg.Advertise != "" || h != "127.0.0.1" {
+		return api
+	}
+	if ah, _, _ := net.SplitHostPort(cfg.API); !isUnspecified(ah) || !isUnspecified(bh) {
+		return api
+	}
+	ip, _, err := nt.FinalAdvertiseAddr("", 0)
+	if err != nil || ip == nil || ip.IsUnspecified() {
+		return api
+	}
+	return net.JoinHostPort(ip.String(), p)
+}
+
+// isUnspecified reports whether host is empty, 0.0.0.0 or ::.
+func isUnspecified(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "" || ip != nil && ip.IsUnspecified()
 }
 
 // joinLoop joins the given addresses (--join, then the known members, then

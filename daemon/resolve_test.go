@@ -135,3 +135,24 @@ func portOf(tb testing.TB, hostport string) string {
 	}
 	return p
 }
+
+// TestAPIOnGossipIP: an agent listening on 0.0.0.0 for both gossip and
+// API with no --advertise (a container) advertises its API on the private
+// IP memberlist advertises for gossip, not on 127.0.0.1, which peers could
+// not reach.
+func TestAPIOnGossipIP(t *testing.T) {
+	cfg := testConfig(t, "a", t.TempDir())
+	cfg.Bind, cfg.API = "0.0.0.0:0", "0.0.0.0:0"
+	a := startNode(t, cfg)
+	m := a.serf.LocalMember()
+	h, _, err := net.SplitHostPort(a.apiAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h != m.Addr.String() || h == "127.0.0.1" {
+		t.Errorf("advertised API %s; want it on the gossip IP %s", a.apiAddr, m.Addr)
+	}
+	if got := m.Tags[tagAPI]; got != a.apiAddr {
+		t.Errorf("api tag %q; want %q", got, a.apiAddr)
+	}
+}
