@@ -101,6 +101,18 @@ type Info struct {
 	Members     map[string]int   `json:"members"` // count by status
 	Store       StoreStats       `json:"store"`
 	Replication ReplicationStats `json:"replication"`
+	Auth        AuthStats        `json:"auth"`
+}
+
+// AuthStats says how a node guards its API and the channels between nodes,
+// and counts what it refused.
+type AuthStats struct {
+	Keys               int               `json:"keys"`  // gossip keyring keys; 0: no encryption
+	Token              bool              `json:"token"` // the API wants a token
+	TLS                bool              `json:"tls"`   // the API serves HTTPS
+	TokenRefused       uint64            `json:"token_refused"`
+	ReplicationRefused uint64            `json:"replication_refused"` // sealed messages refused, all reasons
+	RefusedBy          map[string]uint64 `json:"replication_refused_by,omitempty"`
 }
 
 // StoreStats is what the store holds.
