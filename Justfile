@@ -30,3 +30,9 @@ nemesis duration="10m" seed="":
 # Benchmarks (see BENCHMARKS.md); e.g. `just bench propagation --preset glomers`.
 bench *args: build
     ./bin/peerctl bench {{args}}
+
+# The container image (examples/docker/Dockerfile): a static binary
+# (CGO_ENABLED=0, -trimpath), then FROM scratch with the classic builder,
+# pulling nothing: builds with no registry.
+image tag="peerctl:dev":
+    examples/docker/build.sh {{tag}}

@@ -95,6 +95,7 @@ func commands(create createFunc) []*cli.Command {
 		membersCommand(),
 		leaderCommand(), // leader.go
 		infoCommand(),
+		healthCommand(),
 		killCommand(),
 		leaveCommand(),
 

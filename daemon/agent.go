@@ -344,6 +344,7 @@ func (a *Agent) startSerf() error {
 		h, p, _ := splitHostPort(a.cfg.Advertise)
 		mc.AdvertiseAddr, mc.AdvertisePort = h, p
 	}
+	a.apiAddr = apiOnGossipIP(a.apiAddr, a.cfg, nt)
 	mc.Keyring = a.keyring // keyring.go: from --encrypt or the saved keyring
 	// A node that crashed and comes back on another address may take its
 	// name back once it has been dead this long (otherwise memberlist
@@ -418,8 +419,36 @@ func advertisedAPI(listen string, cfg *Config) string {
 	return net.JoinHostPort(h, p)
 }
 
+// apiOnGossipIP fixes the advertised API address of an agent whose API and
+// gossip both listen on an unspecified address (0.0.0.0, as in a
+// container) with no --advertise: advertisedAPI then falls back to
+// 127.0.0.1, which peers cannot reach, so take the private IP memberlist
+// advertises for gossip instead. Any other address is returned as is.
+func apiOnGossipIP(api string, cfg *Config, nt *memberlist.NetTransport) string {
+	h, p, err := net.SplitHostPort(api)
+	bh, _, _ := splitHostPort(cfg.Bind)
+	if err != nil || cfg.Advertise != "" || h != "127.0.0.1" {
+		return api
+	}
+	if ah, _, _ := net.SplitHostPort(cfg.API); !isUnspecified(ah) || !isUnspecified(bh) {
+		return api
+	}
+	ip, _, err := nt.FinalAdvertiseAddr("", 0)
+	if err != nil || ip == nil || ip.IsUnspecified() {
+		return api
+	}
+	return net.JoinHostPort(ip.String(), p)
+}
+
+// isUnspecified reports whether host is empty, 0.0.0.0 or ::.
+func isUnspecified(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "" || ip != nil && ip.IsUnspecified()
+}
+
 // joinLoop joins the given addresses (--join, then the known members, then
-// serf's snapshot: see joinAddrs), retrying with exponential backoff, up to
+// serf's snapshot: see joinAddrs), resolving names anew on every attempt
+// and skipping this node's own address (resolve.go), retrying with exponential backoff, up to
 // 15 s apart, until a join succeeds, the node has an alive peer (serf's
 // own rejoin from its snapshot, or a peer that joined it), or the agent
 // stops. Each attempt logs one line.
@@ -431,10 +460,19 @@ func (a *Agent) joinLoop(addrs []string) {
 			a.log.Info("joined cluster", "alive_peers", peers, "attempts", attempt-1)
 			return
 		}
-		n, err := a.serf.Join(addrs, true)
-		if n > 0 {
-			a.log.Info("joined cluster", "contacted", n, "of", len(addrs), "attempt", attempt)
+		// Names are looked up again on every attempt (resolve.go).
+		targets, onlySelf, err := a.joinTargets(addrs)
+		if onlySelf {
+			a.log.Info("every join address is this node: waiting for others to join it")
 			return
+		}
+		if len(targets) > 0 {
+			n, jerr := a.serf.Join(targets, true)
+			if n > 0 {
+				a.log.Info("joined cluster", "contacted", n, "of", len(targets), "attempt", attempt)
+				return
+			}
+			err = errors.Join(err, jerr)
 		}
 		a.log.Warn("join failed; retrying", "attempt", attempt, "addrs", len(addrs), "in", backoff, "err", oneLineErr(err))
 		select {

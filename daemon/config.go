@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"log/slog"
@@ -88,6 +89,10 @@ type Config struct {
 	// WrapTransport, if set, wraps the replication transport (tests, and the
 	// place a fault layer plugs in).
 	WrapTransport func(Transport) Transport
+
+	// LookupHost resolves --join host names, on every join attempt
+	// (resolve.go); nil means the system resolver. Tests replace it.
+	LookupHost func(ctx context.Context, host string) ([]string, error)
 
 	// Kill ends the process at once, as kill -9 does. Tests replace it.
 	Kill func()

@@ -108,7 +108,7 @@ func runClients(ctx context.Context, c *cluster, w workload, seed uint64) []op {
 	// every client keeps one per daemon.
 	hc := &http.Client{
 		Timeout:   w.Timeout,
-		Transport: &http.Transport{MaxIdleConnsPerHost: w.Clients, DisableCompression: true},
+		Transport: bearer(c.token, &http.Transport{MaxIdleConnsPerHost: w.Clients, DisableCompression: true}),
 	}
 	defer hc.CloseIdleConnections()
 	clients := make([]*daemon.Client, len(c.agents))

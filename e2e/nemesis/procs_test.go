@@ -70,6 +70,7 @@ type cluster struct {
 	agents []*agent
 	hc     *http.Client // control calls
 	start  time.Time
+	token  string // API token the daemons want, if any (netns_test.go)
 
 	mu         sync.Mutex // guards unexpected
 	unexpected []string   // deaths nobody asked for
