@@ -94,6 +94,7 @@ func commands(create createFunc) []*cli.Command {
 
 		membersCommand(),
 		leaderCommand(), // leader.go
+		watchCommand(),
 		infoCommand(),
 		healthCommand(),
 		killCommand(),

@@ -72,6 +72,8 @@ type Agent struct {
 	snapAddrs  map[string]string // serf snapshot's members at start: name -> gossip addr
 	knownDirty chan struct{}     // membership changed; knownLoop saves
 
+	events *eventHub // GET /v1/events (events.go)
+
 	eventCh chan serf.Event
 	stopCh  chan struct{}
 	wg      sync.WaitGroup
@@ -99,6 +101,7 @@ func Create(cfg *Config) (*Agent, error) {
 		stopCh:    make(chan struct{}),
 		bg:        newWorkers(),
 		startedAt: time.Now(),
+		events:    newEventHub(cfg.Name),
 	}
 	if a.log == nil {
 		a.log = slog.Default()
@@ -147,6 +150,7 @@ func Create(cfg *Config) (*Agent, error) {
 		tr = cfg.WrapTransport(tr)
 	}
 	a.repl = newReplicator(a.st, tr, a.counters, a.log, cfg.PushWindow, cfg.SyncInterval)
+	a.repl.events = a.events
 	a.ht.report(a.repl.warns, a.repl.dropped)
 	a.transport = tr
 	a.coord = newCoord(a, tr)
@@ -182,6 +186,7 @@ func Create(cfg *Config) (*Agent, error) {
 	go a.eventLoop()
 	go a.maintain()
 	go a.faultSyncLoop()
+	a.startMemberEvents()
 	for _, m := range a.serf.Members() {
 		a.memberChanged(m)
 	}
@@ -497,6 +502,7 @@ func (a *Agent) eventLoop() {
 				a.log.Info("member "+me.Type.String(), "member", m.Name, "addr", net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))))
 				a.memberChanged(m)
 			}
+			a.kickMemberWatch()
 			select {
 			case a.knownDirty <- struct{}{}:
 			default: // a save is already pending
@@ -618,6 +624,7 @@ func (a *Agent) Put(key string, value []byte) (store.Entry, error) {
 	e, err := a.st.Put(key, value)
 	if err == nil {
 		a.writes.Add(1)
+		a.events.writeEvent(e)
 		a.repl.arrivals.record([]store.Entry{e})
 		a.repl.broadcast(e)
 	}
@@ -629,6 +636,7 @@ func (a *Agent) Delete(key string) (store.Entry, bool, error) {
 	e, existed, err := a.st.Delete(key)
 	if err == nil {
 		a.writes.Add(1)
+		a.events.writeEvent(e)
 		a.repl.arrivals.record([]store.Entry{e})
 		a.repl.broadcast(e)
 	}
@@ -654,6 +662,7 @@ func (a *Agent) Leave() error {
 func (a *Agent) Shutdown() error {
 	a.shutdownOnce.Do(func() {
 		close(a.stopCh)
+		a.events.close() // ends event streams, so the API can shut down
 		a.coord.shutdown()
 		var errs []error
 		errs = append(errs, a.serf.Shutdown())

@@ -68,9 +68,10 @@ func newHTTPServer(a *Agent, ln net.Listener) (*httpServer, error) {
 	s.mux.HandleFunc("GET /v1/debug/arrivals", s.debugArrivals)
 	s.mux.HandleFunc("GET /v1/digest", s.digest)
 	s.mux.HandleFunc("GET /v1/summaries", s.summaries)
-	s.faultRoutes()   // faultsapi.go
-	s.coordRoutes()   // coordhttp.go
-	s.keyringRoutes() // keyring.go
+	s.mux.HandleFunc("GET /v1/events", s.serveEvents) // events.go
+	s.faultRoutes()                                   // faultsapi.go
+	s.coordRoutes()                                   // coordhttp.go
+	s.keyringRoutes()                                 // keyring.go
 	// The timeouts bound every route but the internal stream, which
 	// replaces them with its own idle deadline (serveStream).
 	s.srv = &http.Server{Handler: s,
@@ -131,6 +132,9 @@ func (s *httpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if node := r.URL.Query().Get("node"); node != "" && node != s.a.cfg.Name {
+		if r.URL.Path == "/v1/events" {
+			streamDeadlines(w) // the proxy streams it (events.go)
+		}
 		s.forward(w, r, node) // the body passes through; the target's budget counts it
 		return
 	}
