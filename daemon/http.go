@@ -60,6 +60,7 @@ func newHTTPServer(a *Agent, ln net.Listener) *httpServer {
 	s.mux.HandleFunc("GET /v1/digest", s.digest)
 	s.mux.HandleFunc("GET /v1/summaries", s.summaries)
 	s.faultRoutes() // faultsapi.go
+	s.uiRoutes()    // ui.go: the dashboard
 	// The timeouts bound every route but the internal stream, which
 	// replaces them with its own idle deadline (serveStream).
 	s.srv = &http.Server{Handler: s,
@@ -249,6 +250,7 @@ func (a *Agent) Info() Info {
 		Store: StoreStats{Keys: st.Keys, Tombstones: st.Tombstones, DiskBytes: st.DiskBytes,
 			Digest: digestHex(&d), Corrupt: st.Corrupt, Quarantined: a.be.QuarantinedCount()},
 		Replication: a.repl.stats().ReplicationStats,
+		Writes:      a.writes.Load(), RSSBytes: rssBytes(),
 	}
 }
 
