@@ -126,6 +126,7 @@ func TestDashboard(t *testing.T) {
 
 	// Kill node5 from the page: select it in the picture, press kill.
 	do(t, ctx, chromedp.Click(chromedp.CSS(`g[data-node="node5"] circle`)))
+	waitPage(t, ctx, pageTimeout, "node5 selected", `document.querySelector('g[data-node="node5"]').classList.contains('selected') ? '' : 'not selected'`)
 	do(t, ctx, chromedp.Click(chromedp.CSS(`#do-kill`)))
 	started[4].ExpectExit()
 	start = time.Now()
@@ -139,10 +140,15 @@ func TestDashboard(t *testing.T) {
 	for _, c := range []struct {
 		node   string
 		clicks int
-	}{{"node1", 1}, {"node2", 1}, {"node3", 2}, {"node4", 2}} {
+		side   string
+	}{{"node1", 1, "A"}, {"node2", 1, "A"}, {"node3", 2, "B"}, {"node4", 2, "B"}} {
 		for range c.clicks {
 			do(t, ctx, chromedp.Click(chromedp.CSS(`button[data-side-node="`+c.node+`"]`)))
 		}
+		waitPage(t, ctx, pageTimeout, c.node+" on side "+c.side, fmt.Sprintf(`(() => {
+			const b = document.querySelector('button[data-side-node=%q]');
+			return b.dataset.side === %q ? '' : 'side ' + b.dataset.side;
+		})()`, c.node, c.side))
 	}
 	do(t, ctx, chromedp.Click(chromedp.CSS(`#do-partition`)))
 	waitPage(t, ctx, pageTimeout, "the partition ordered", `(() => {

@@ -251,21 +251,30 @@
       s.replaceChildren(el('span', { class: 'hint' }, chips.length ? 'selected:' : 'select nodes in the picture (click)'),
         ...chips.map((n) => el('span', { class: 'chip' }, n)));
     }
+    // The side buttons are made once per member set and updated in place,
+    // so a click never lands on a button being replaced.
     const sides = $('sides');
-    const sv = st.names.map((n) => n + ':' + (st.side.get(n) || '')).join(',');
-    if (sides.dataset.v !== sv) {
-      sides.dataset.v = sv;
+    const names = st.names.join(',');
+    if (sides.dataset.names !== names) {
+      sides.dataset.names = names;
       sides.replaceChildren(...st.names.map((n) => {
-        const side = st.side.get(n) || '';
-        const b = el('button', { type: 'button', class: 'chip side-' + (side || 'none'), 'data-side-node': n, 'data-side': side }, (side ? side + ' ' : '– ') + n);
+        const b = el('button', { type: 'button', 'data-side-node': n });
         b.addEventListener('click', () => {
           const cur = st.side.get(n) || '';
           const next = cur === '' ? 'A' : cur === 'A' ? 'B' : '';
           if (next) st.side.set(n, next); else st.side.delete(n);
-          schedule(0);
+          renderSelection();
         });
         return b;
       }));
+    }
+    for (const b of sides.children) {
+      const n = b.getAttribute('data-side-node');
+      const side = st.side.get(n) || '';
+      if (b.getAttribute('data-side') === side && b.textContent) continue;
+      b.setAttribute('data-side', side);
+      b.className = 'chip side-' + (side || 'none');
+      b.textContent = (side ? side + ' ' : '– ') + n;
     }
   }
 
