@@ -14,10 +14,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/peerctl/peerctl/e2e/internal/procs"
@@ -112,6 +116,44 @@ func TestDashboard(t *testing.T) {
 	if err := os.MkdirAll(shots, 0o755); err != nil {
 		t.Fatal(err)
 	}
+
+	// Uncaught exceptions and Content-Security-Policy violations fail the
+	// test: the page must run clean under its own policy.
+	var problems struct {
+		sync.Mutex
+		list []string
+	}
+	if err := chromedp.Listen(ctx, func(ev any) {
+		var p string
+		switch e := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			d := e.ExceptionDetails
+			p = fmt.Sprintf("exception at %s:%d: %s", d.URL, d.LineNumber+1, d.Text)
+			if d.Exception != nil {
+				p += " " + d.Exception.Description
+			}
+		case *log.EventEntryAdded:
+			if strings.Contains(e.Entry.Text, "Content Security Policy") {
+				p = "csp: " + e.Entry.Text
+			}
+		}
+		if p != "" {
+			problems.Lock()
+			if len(problems.list) < 20 && !slices.Contains(problems.list, p) {
+				problems.list = append(problems.list, p)
+			}
+			problems.Unlock()
+		}
+	}); err != nil {
+		t.Fatalf("browser: listen: %v", err)
+	}
+	t.Cleanup(func() {
+		problems.Lock()
+		defer problems.Unlock()
+		for _, p := range problems.list {
+			t.Errorf("page: %s", p)
+		}
+	})
 
 	page := "http://" + nodes[0].API + "/"
 	do(t, ctx, chromedp.Navigate(page))

@@ -148,6 +148,9 @@
     linkEls.clear();
     nodeEls.clear();
     const rad = st.names.length > 12 ? 16 : 24;
+    const r = pos.size > 1 ? Math.hypot(pos.get(st.names[0]).x - 400, pos.get(st.names[0]).y - 400) : 0;
+    const m = rad + 90;
+    $('graph').setAttribute('viewBox', (400 - r - m) + ' ' + (400 - r - m + 30) + ' ' + (2 * (r + m)) + ' ' + (2 * (r + m) - 60));
     for (let i = 0; i < st.names.length; i++) {
       for (let j = i + 1; j < st.names.length; j++) {
         const a = pos.get(st.names[i]), b = pos.get(st.names[j]);
@@ -315,9 +318,12 @@
         let cls = 'missing', text = '—';
         if (v && v.version) {
           cls = v.version === newest ? 'same' : 'differs';
-          text = shortVersion(v.version) + (v.latency !== undefined && v.latency !== null ? ' · ' + v.latency + ' ms' : '');
+          const lat = v.latency === 'write' ? 'written' : v.latency !== undefined && v.latency !== null ? v.latency + ' ms' : 'here';
+          text = v.version === newest ? '✓ ' + lat : '≠ ' + shortVersion(v.version);
         }
-        tr.appendChild(el('td', { class: cls, 'data-node': n, 'data-version': (v && v.version) || '' }, text));
+        const td = el('td', { class: cls, 'data-node': n, 'data-version': (v && v.version) || '' }, text);
+        td.title = v && v.version ? n + ' holds ' + v.version + (v.version === newest ? '' : ', not the newest ' + newest) : n + ' does not hold it (yet)';
+        tr.appendChild(td);
       }
       rows.push(tr);
     }
@@ -344,7 +350,7 @@
         el('td', {}, fmt(i.mps, 1)),
         el('td', {}, info ? String(info.replication.lag_ms) : '–'),
         el('td', {}, info && info.rss_bytes ? (info.rss_bytes / 1048576).toFixed(1) : '–'),
-        el('td', { class: 'rules' }, rules ? (rules.error ? 'unreachable' : rules.rules.map(describeRule).join('; ')) : ''),
+        el('td', { class: 'rules' }, rules ? (rules.error ? 'unreachable' : (rules.rules || []).map(describeRule).join('; ')) : ''),
       );
       return tr;
     });
@@ -376,8 +382,9 @@
   async function pollMembers() {
     const seq = st.viewSeq, view = st.view, asked = Date.now();
     try {
-      const ms = await api('GET', q('/v1/members', view));
+      let ms = await api('GET', q('/v1/members', view));
       if (seq !== st.viewSeq) return;
+      ms = ms || [];
       addNames(ms.map((m) => m.name));
       const seen = new Set();
       for (const m of ms) {
@@ -509,7 +516,7 @@
             // Not from an apply event: the latency is at most what the
             // page saw, from the write's time to this answer.
             const lat = Math.max(0, now - new Date(nk.kv.time).getTime());
-            k.versions.set(nk.node, { version: nk.kv.version, latency: cur && cur.version === nk.kv.version ? cur.latency : (nk.kv.origin === nk.node ? 0 : '≤' + lat) });
+            k.versions.set(nk.node, { version: nk.kv.version, latency: cur && cur.version === nk.kv.version ? cur.latency : (nk.kv.origin === nk.node ? 'write' : '≤' + lat) });
           }
           if (nk.kv.version === newest && nk.status === 'alive') same++;
         }
@@ -544,9 +551,11 @@
       switch (ev.kind) {
         case 'member': text = ev.member + ' ' + ev.status + (ev.detected_by ? ' (detected by ' + ev.detected_by + ')' : ''); break;
         case 'write': text = 'write ' + ev.key + ' ' + shortVersion(ev.version); break;
-        case 'apply': text = 'apply ' + ev.key + ' from ' + ev.from + ' after ' + ev.latency_ms + ' ms'; break;
-        case 'sync': text = 'sync with ' + ev.peer + ': sent ' + ev.sent + ', received ' + ev.received; break;
-        case 'fault': text = 'fault ' + (ev.action || ev.state || '') + ' ' + (ev.id || '') + ' ' + (ev.fault_kind || ev.kind_of || ev.type || '') + ' ' + ((ev.parties || []).join ? ev.parties.join(',') : ''); break;
+        case 'apply': text = 'apply ' + ev.key + ' from ' + ev.from + ' after ' + Math.round(ev.latency_ms || 0) + ' ms'; break;
+        case 'sync': text = 'sync with ' + ev.peer + ': sent ' + (ev.sent || 0) + ', received ' + (ev.received || 0) + (ev.error ? ' (' + ev.error + ')' : ''); break;
+        case 'fault': text = 'fault ' + (ev.action || '') + ' ' + (ev.id || '') + ': ' + (ev.text || ((ev.fault || '') + ' ' + (ev.parties || []).join(','))) + (ev.reason ? ' (' + ev.reason + ')' : ''); break;
+        case 'stream': text = 'stream of ' + ev.peer + ' ' + ev.status + (ev.reason ? ': ' + ev.reason : ''); break;
+        case 'dropped': text = 'stream dropped: ' + (ev.reason || ''); break;
         case 'leader': text = 'leader ' + ev.leader + ' term ' + ev.term; break;
         default: text = JSON.stringify(ev);
       }
@@ -587,14 +596,15 @@
         return;
       case 'write': {
         const a = st.writesEv.get(ev.node) || [];
-        a.push(Date.now());
+        // A sampled event stands for those left out before it too.
+        for (let i = 0; i <= Math.min(ev.sampled || 0, 10000); i++) a.push(Date.now());
         st.writesEv.set(ev.node, a);
-        trackKey(ev.key, ev.node, ev.version, 0);
+        trackKey(ev.key, ev.node, ev.version, 'write');
         logSome(ev);
         break;
       }
       case 'apply':
-        trackKey(ev.key, ev.node, ev.version, ev.latency_ms);
+        trackKey(ev.key, ev.node, ev.version, Math.round(ev.latency_ms || 0));
         flash(ev.from, ev.node);
         logSome(ev);
         break;
@@ -607,7 +617,11 @@
         pollFaults();
         break;
       case 'leader':
-        st.leader = { leader: ev.leader, term: ev.term };
+        st.leader = ev.leader ? { leader: ev.leader, term: ev.term } : null;
+        logLine(ev);
+        break;
+      case 'stream':
+      case 'dropped':
         logLine(ev);
         break;
       default:
@@ -766,7 +780,7 @@
     if (!key) return;
     try {
       const res = await api('PUT', q('/v1/kv/' + encodeURIComponent(key), node), $('put-value').value, 'application/octet-stream');
-      trackKey(key, res.origin || node, res.version, 0);
+      trackKey(key, res.origin || node, res.version, 'write');
       showResult('wrote ' + key + ' at ' + node + ': ' + shortVersion(res.version));
     } catch (e) {
       showResult('write ' + key + ' at ' + node, null, e);
