@@ -65,95 +65,8 @@ const shots = "../../docs/screenshots"
 // at a healthy cluster, kill a node, partition the rest and look from
 // each side, heal, and write a key.
 func TestDashboard(t *testing.T) {
-	if peerctl == nil {
-		t.Skip("browser: starts daemons and a browser: skipped in -short mode")
-	}
-	exe := findBrowser()
-	if exe == "" {
-		t.Skip("browser: SKIPPED: no chromium found (apt-get install chromium, or set PEERCTL_CHROMIUM): the dashboard was not tested in a browser")
-	}
-
-	// Five agents, node1..node5; the page connects to node1.
-	base := procs.FreePorts(t, 10)
-	nodes := cluster.Layout(5, base, t.TempDir())
-	logs := t.TempDir()
-	var started []*procs.Proc
-	t.Cleanup(func() {
-		for _, p := range started {
-			p.Stop(t)
-		}
-		if t.Failed() {
-			for _, p := range started {
-				t.Logf("%s log tail:\n%s", p.Name, procs.Tail(p.Output(), 15))
-			}
-		}
-	})
-	for i, n := range nodes {
-		var join []string
-		if i > 0 {
-			join = []string{nodes[0].Gossip}
-		}
-		started = append(started, peerctl.Start(t, n.Name, filepath.Join(logs, n.Name+".log"), nil, n.AgentArgs("local", "", join)...))
-	}
-	names := []string{"node1", "node2", "node3", "node4", "node5"}
-	waitAPI(t, formTimeout, "all five alive", func(ctx context.Context) (bool, string) {
-		return cluster.AllAlive(ctx, nodes, names)
-	})
-
-	// The browser: headless, no sandbox (CI runs as root), its own profile.
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
-		chromedp.WindowSize(1500, 1150), chromedp.UserDataDir(t.TempDir()))
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(acancel)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(cancel)
-	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Skipf("browser: SKIPPED: %s does not start: %v", exe, err)
-	}
-	ctx, tcancel := context.WithTimeout(ctx, 3*time.Minute)
-	t.Cleanup(tcancel)
-	if err := os.MkdirAll(shots, 0o755); err != nil {
-		t.Fatal(err)
-	}
-
-	// Uncaught exceptions and Content-Security-Policy violations fail the
-	// test: the page must run clean under its own policy.
-	var problems struct {
-		sync.Mutex
-		list []string
-	}
-	if err := chromedp.Listen(ctx, func(ev any) {
-		var p string
-		switch e := ev.(type) {
-		case *runtime.EventExceptionThrown:
-			d := e.ExceptionDetails
-			p = fmt.Sprintf("exception at %s:%d: %s", d.URL, d.LineNumber+1, d.Text)
-			if d.Exception != nil {
-				p += " " + d.Exception.Description
-			}
-		case *log.EventEntryAdded:
-			if strings.Contains(e.Entry.Text, "Content Security Policy") {
-				p = "csp: " + e.Entry.Text
-			}
-		}
-		if p != "" {
-			problems.Lock()
-			if len(problems.list) < 20 && !slices.Contains(problems.list, p) {
-				problems.list = append(problems.list, p)
-			}
-			problems.Unlock()
-		}
-	}); err != nil {
-		t.Fatalf("browser: listen: %v", err)
-	}
-	t.Cleanup(func() {
-		problems.Lock()
-		defer problems.Unlock()
-		for _, p := range problems.list {
-			t.Errorf("page: %s", p)
-		}
-	})
+	ctx := newBrowser(t)
+	nodes, started := startNodes(t, 5)
 
 	page := "http://" + nodes[0].API + "/"
 	do(t, ctx, chromedp.Navigate(page))
@@ -236,6 +149,107 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("%s holds %+v, want the value written from the page", nk.Node, nk.KV)
 		}
 	}
+}
+
+// startNodes starts n agents node1..nodeN (node1 first, the others
+// joining it) and waits until all see all alive. They are stopped when the
+// test ends. It returns their addresses and processes, in node order.
+func startNodes(t *testing.T, n int) ([]cluster.Node, []*procs.Proc) {
+	t.Helper()
+	base := procs.FreePorts(t, 2*n)
+	nodes := cluster.Layout(n, base, t.TempDir())
+	logs := t.TempDir()
+	var started []*procs.Proc
+	t.Cleanup(func() {
+		for _, p := range started {
+			p.Stop(t)
+		}
+		if t.Failed() {
+			for _, p := range started {
+				t.Logf("%s log tail:\n%s", p.Name, procs.Tail(p.Output(), 15))
+			}
+		}
+	})
+	names := make([]string, n)
+	for i, nd := range nodes {
+		var join []string
+		if i > 0 {
+			join = []string{nodes[0].Gossip}
+		}
+		names[i] = nd.Name
+		started = append(started, peerctl.Start(t, nd.Name, filepath.Join(logs, nd.Name+".log"), nil, nd.AgentArgs("local", "", join)...))
+	}
+	waitAPI(t, formTimeout+time.Duration(n)*time.Second, fmt.Sprintf("all %d alive", n), func(ctx context.Context) (bool, string) {
+		return cluster.AllAlive(ctx, nodes, names)
+	})
+	return nodes, started
+}
+
+// newBrowser starts a headless browser for the test, or skips the test
+// with one line saying why there is none. Uncaught exceptions and
+// Content-Security-Policy violations in its pages fail the test: the page
+// must run clean under its own policy.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	if peerctl == nil {
+		t.Skip("browser: starts daemons and a browser: skipped in -short mode")
+	}
+	exe := findBrowser()
+	if exe == "" {
+		t.Skip("browser: SKIPPED: no chromium found (apt-get install chromium, or set PEERCTL_CHROMIUM): the dashboard was not tested in a browser")
+	}
+	// Headless, no sandbox (CI runs as root), its own profile.
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
+		chromedp.WindowSize(1500, 1150), chromedp.UserDataDir(t.TempDir()))
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(acancel)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Skipf("browser: SKIPPED: %s does not start: %v", exe, err)
+	}
+	ctx, tcancel := context.WithTimeout(ctx, 3*time.Minute)
+	t.Cleanup(tcancel)
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var problems struct {
+		sync.Mutex
+		list []string
+	}
+	if err := chromedp.Listen(ctx, func(ev any) {
+		var p string
+		switch e := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			d := e.ExceptionDetails
+			p = fmt.Sprintf("exception at %s:%d: %s", d.URL, d.LineNumber+1, d.Text)
+			if d.Exception != nil {
+				p += " " + d.Exception.Description
+			}
+		case *log.EventEntryAdded:
+			if strings.Contains(e.Entry.Text, "Content Security Policy") {
+				p = "csp: " + e.Entry.Text
+			}
+		}
+		if p != "" {
+			problems.Lock()
+			if len(problems.list) < 20 && !slices.Contains(problems.list, p) {
+				problems.list = append(problems.list, p)
+			}
+			problems.Unlock()
+		}
+	}); err != nil {
+		t.Fatalf("browser: listen: %v", err)
+	}
+	t.Cleanup(func() {
+		problems.Lock()
+		defer problems.Unlock()
+		for _, p := range problems.list {
+			t.Errorf("page: %s", p)
+		}
+	})
+	return ctx
 }
 
 // statusIs is a page check: the element of node has data-status status.

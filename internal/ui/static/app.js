@@ -193,7 +193,12 @@
     e.g.setAttribute('data-changed-at', String(Date.now()));
   }
 
+  // Render costs, on <body> as data-renders and data-render-max-ms, so a
+  // test can check that a large cluster stays smooth.
+  let renders = 0, renderMax = 0;
+
   function render() {
+    const t0 = performance.now();
     rebuild();
     const now = Date.now();
     for (const [name, e] of nodeEls) {
@@ -212,6 +217,8 @@
       let cls = 'link';
       if (l && l.cut) cls += ' cut';
       else if (l && l.faulty) cls += ' faulty';
+      const [a, b] = k.split('|');
+      if ((st.status.get(a) || 'unknown') !== 'alive' || (st.status.get(b) || 'unknown') !== 'alive') cls += ' down';
       const until = st.flashes.get(k);
       if (until && until > now) cls += ' active';
       else if (until) st.flashes.delete(k);
@@ -222,6 +229,10 @@
     renderSelection();
     renderKeys();
     renderStats();
+    renders++;
+    renderMax = Math.max(renderMax, performance.now() - t0);
+    document.body.dataset.renders = String(renders);
+    document.body.dataset.renderMaxMs = renderMax.toFixed(1);
   }
 
   function renderHeader() {
