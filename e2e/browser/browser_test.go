@@ -139,6 +139,23 @@ func TestDashboard(t *testing.T) {
 		return bad.length ? 'not yet: ' + cells.map(c => c ? c.dataset.node + '=' + c.dataset.version : '?').join(' ') : '';
 	})()`)
 	screenshot(t, ctx, "6-key.png")
+	// With an API token the page streams events with fetch (EventSource
+	// cannot send the header); a daemon without a token ignores it. A
+	// write at node3 must reach the page through that stream.
+	do(t, ctx, chromedp.SetValue(chromedp.CSS(`#token`), "page-token"))
+	do(t, ctx, chromedp.Click(chromedp.CSS(`#token-save`)))
+	waitPage(t, ctx, pageTimeout, "the fetch stream", `(() => {
+		const s = document.getElementById('stream').textContent;
+		return sessionStorage.getItem('peerctl-token') === 'page-token' && s === 'events: live (fetch)' ? '' : s;
+	})()`)
+	if _, err := cluster.Client(nodes[2].API).Put(ctx, "", "via-fetch", []byte("x")); err != nil {
+		t.Fatalf("put via-fetch: %v", err)
+	}
+	waitPage(t, ctx, pageTimeout, "via-fetch written at node3", `(() => {
+		const c = document.querySelector('tr[data-key="via-fetch"] td[data-node="node3"]');
+		return c && c.dataset.version.endsWith('@node3') ? '' : 'no cell';
+	})()`)
+
 	// The page's table matches what the daemons hold.
 	all, err := cluster.Client(nodes[0].API).GetAll(ctx, "greeting")
 	if err != nil {

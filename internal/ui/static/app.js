@@ -82,9 +82,18 @@
     if (!r.ok) {
       const err = new Error((data && data.error) || (r.status + ' ' + text.slice(0, 200)));
       err.status = r.status;
+      if (r.status === 401) needToken(err.message);
       throw err;
     }
     return data;
+  }
+
+  // needToken says the daemon wants an API token (401): the token field
+  // takes it, and the page keeps it in this tab's sessionStorage.
+  function needToken(msg) {
+    $('conn').textContent = (token() ? 'token refused: ' : 'API token required: ') + msg;
+    $('conn').className = 'pill bad';
+    $('token').classList.add('want');
   }
 
   function q(path, node) {
@@ -143,6 +152,7 @@
     layoutKey = key;
     const pos = layout();
     const links = $('links'), nodes = $('nodes');
+    $('graph').classList.toggle('large', st.names.length > 12);
     links.replaceChildren();
     nodes.replaceChildren();
     linkEls.clear();
@@ -195,7 +205,7 @@
 
   // Render costs, on <body> as data-renders and data-render-max-ms, so a
   // test can check that a large cluster stays smooth.
-  let renders = 0, renderMax = 0;
+  let renders = 0, renderMax = 0, tablesAt = -1e9;
 
   function render() {
     const t0 = performance.now();
@@ -227,8 +237,15 @@
     if (st.flashes.size) schedule(120);
     renderHeader();
     renderSelection();
-    renderKeys();
-    renderStats();
+    // The tables are rebuilt at most twice a second: with 25 nodes and a
+    // steady write load they are most of a render's cost.
+    if (performance.now() - tablesAt >= 500) {
+      tablesAt = performance.now();
+      renderKeys();
+      renderStats();
+    } else {
+      schedule(500);
+    }
     renders++;
     renderMax = Math.max(renderMax, performance.now() - t0);
     document.body.dataset.renders = String(renders);
@@ -407,6 +424,7 @@
       for (const n of st.names) if (!seen.has(n)) st.status.set(n, 'unknown');
       $('conn').textContent = 'connected to ' + st.self;
       $('conn').className = 'pill ok';
+      $('token').classList.remove('want');
     } catch (e) {
       if (seq !== st.viewSeq) return;
       if (view === st.self) { $('conn').textContent = 'no answer from ' + st.self + ': ' + e.message; $('conn').className = 'pill bad'; }
@@ -682,8 +700,9 @@
     streamCtl = ctl;
     try {
       const r = await fetch(url, { headers: headers({ Accept: 'text/event-stream' }), signal: ctl.signal, cache: 'no-store' });
-      if (!r.ok || !r.body) throw new Error('events: ' + r.status);
-      streamState(true, 'events: live');
+      if (r.status === 401) needToken('the event stream refused the token');
+      if (!r.ok || !r.body) throw new Error('answer ' + r.status);
+      streamState(true, 'events: live (fetch)');
       const rd = r.body.getReader();
       const dec = new TextDecoder();
       let buf = '';
