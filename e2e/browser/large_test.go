@@ -67,7 +67,7 @@ func TestDashboardLarge(t *testing.T) {
 	t.Cleanup(func() { stop(); wg.Wait() })
 
 	do(t, ctx, chromedp.SetValue(chromedp.CSS(`#put-key`), "load/0"))
-	waitPage(t, ctx, pageTimeout, "write events on the page", `document.querySelectorAll('#events li').length > 5 ? '' : 'no events listed'`)
+	waitPage(t, ctx, pageTimeout, "keys on the page", `document.querySelectorAll('#keys tbody tr').length >= 5 ? '' : 'fewer than 5 keys listed'`)
 	screenshot(t, ctx, fmt.Sprintf("7-%d-nodes.png", n))
 
 	last := nodes[n-1].Name

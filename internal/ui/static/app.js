@@ -871,11 +871,12 @@
     pollFaults();
     pollLeader();
     // Polling backs up the stream: member lists every second (every 400 ms
-    // without the stream), faults every 2 s, figures for 5 nodes every
-    // second, keys not yet everywhere every 700 ms.
+    // without the stream), faults every 5 s (2 s without the stream; a
+    // fault event asks at once), figures for 5 nodes every second, keys
+    // not yet everywhere every 700 ms.
     const loop = (f, ms) => { const run = async () => { try { await f(); } finally { setTimeout(run, typeof ms === 'function' ? ms() : ms); } }; setTimeout(run, typeof ms === 'function' ? ms() : ms); };
     loop(pollMembers, () => (st.events ? 1000 : 400));
-    loop(pollFaults, 2000);
+    loop(pollFaults, () => (st.events ? 5000 : 2000));
     loop(pollInfo, 1000);
     loop(pollKeys, 700);
     loop(pollLeader, 3000);
