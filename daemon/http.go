@@ -72,6 +72,7 @@ func newHTTPServer(a *Agent, ln net.Listener) (*httpServer, error) {
 	s.faultRoutes()                                   // faultsapi.go
 	s.coordRoutes()                                   // coordhttp.go
 	s.keyringRoutes()                                 // keyring.go
+	s.uiRoutes()                                      // ui.go: the dashboard
 	// The timeouts bound every route but the internal stream, which
 	// replaces them with its own idle deadline (serveStream).
 	s.srv = &http.Server{Handler: s,
@@ -291,6 +292,7 @@ func (a *Agent) Info() Info {
 			Digest: digestHex(&d), Corrupt: st.Corrupt, Quarantined: a.be.QuarantinedCount()},
 		Replication: a.repl.stats().ReplicationStats,
 		Auth:        a.authStats(),
+		Writes:      a.writes.Load(), RSSBytes: rssBytes(),
 	}
 }
 

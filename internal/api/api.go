@@ -23,6 +23,7 @@
 //	GET    /v1/digest              the node's digest (binary, store/codec.go)
 //	GET    /v1/summaries?b=1,2     summaries of those digest buckets (binary)
 //	POST   /v1/faults ...          fault injection: see faults.go and daemon/faultsapi.go
+//	GET    /  and /ui/             the dashboard, a web page (internal/ui)
 //
 // KEY is path-escaped (url.PathEscape), so it may contain '/'. A query
 // string that does not parse is refused (400).
@@ -101,6 +102,8 @@ type Info struct {
 	Members     map[string]int   `json:"members"` // count by status
 	Store       StoreStats       `json:"store"`
 	Replication ReplicationStats `json:"replication"`
+	Writes      uint64           `json:"writes"`    // local writes (puts and deletes) acknowledged since start
+	RSSBytes    int64            `json:"rss_bytes"` // resident memory of the process; 0 where not known (Linux only)
 	Auth        AuthStats        `json:"auth"`
 }
 
