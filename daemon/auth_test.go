@@ -275,3 +275,51 @@ func TestAPIOffLoopbackNeedsToken(t *testing.T) {
 		t.Error("Validate(token with a space) = nil; want an error")
 	}
 }
+
+// The agent warns at start, in one line naming what is exposed, when it
+// listens off loopback without --encrypt, or serves the API off loopback
+// with no token (--insecure-api).
+func TestWarnExposure(t *testing.T) {
+	for _, tc := range []struct {
+		bind, api string
+		keyring   bool
+		token     string
+		want      []string
+	}{
+		{"127.0.0.1:7946", "127.0.0.1:7947", false, "", nil},
+		{"0.0.0.0:7946", "127.0.0.1:7947", false, "", []string{"without --encrypt", "--bind 0.0.0.0:7946"}},
+		{"10.0.0.1:7946", "10.0.0.1:7947", true, "t", nil},
+		{"10.0.0.1:7946", "10.0.0.1:7947", true, "", []string{"--insecure-api"}},
+	} {
+		var buf bytes.Buffer
+		cfg := &Config{Bind: tc.bind, API: tc.api, Token: tc.token, APITLSCert: "x"}
+		a := &Agent{cfg: cfg, log: slog.New(slog.NewTextHandler(&buf, nil))}
+		if tc.keyring {
+			a.keyring, _ = memberlist.NewKeyring(nil, testKey1)
+		}
+		a.warnExposure()
+		out := buf.String()
+		if tc.want == nil && strings.Contains(out, "SECURITY") {
+			t.Errorf("bind %s api %s: warned %q; want no warning", tc.bind, tc.api, out)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("bind %s api %s keyring %v token %q: log %q; want it to contain %q", tc.bind, tc.api, tc.keyring, tc.token, out, w)
+			}
+		}
+	}
+}
+
+// With TLS the API's own origin is https://HOST:PORT; the cross-site
+// rules are otherwise unchanged.
+func TestGuardOriginWithTLS(t *testing.T) {
+	g := &guard{tls: true}
+	for origin, want := range map[string]bool{
+		"https://127.0.0.1:7947": true, "http://127.0.0.1:7947": false,
+		"https://evil.example": false, "null": false,
+	} {
+		if got := g.originOK(origin, "127.0.0.1:7947"); got != want {
+			t.Errorf("originOK(%q) with TLS = %v; want %v", origin, got, want)
+		}
+	}
+}
