@@ -111,6 +111,27 @@ func TestEnvelopeFrameBinding(t *testing.T) {
 	if _, _, err := s.open(bindFrame(0, streamNonce, 1), f0); !errors.Is(err, errEnvAuth) {
 		t.Errorf("open(frame 0 replayed as 1) = %v; want %v", err, errEnvAuth)
 	}
+	// Frames share a cached subkey per 2^24 frames; a cached one opens
+	// like a fresh one.
+	if a, b := frameSelector(streamNonce, 5), frameSelector(streamNonce, 1<<24); bytes.Equal(a, b) || !bytes.Equal(a, streamNonce[:12]) {
+		t.Errorf("frameSelector(0..2^24) = %x, %x; want the stream's, then another", a, b)
+	}
+	r := testSealer(t, testKey1)
+	for seq := uint64(0); seq < 3; seq++ {
+		f, _, err := s.sealSel(nil, bindFrame(0, streamNonce, seq), []byte("push"), frameSelector(streamNonce, seq))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, _, err := r.openSel(bindFrame(0, streamNonce, seq), f, true); err != nil || string(p) != "push" {
+			t.Fatalf("openSel(frame %d) = %q, %v", seq, p, err)
+		}
+		if _, _, err := r.openSel(bindFrame(0, streamNonce, seq+1), f, true); !errors.Is(err, errEnvAuth) {
+			t.Errorf("openSel(frame %d as %d, cached subkey) = %v; want %v", seq, seq+1, err, errEnvAuth)
+		}
+	}
+	if len(r.aeads) != 1 {
+		t.Errorf("receiver caches %d subkeys for one stream; want 1", len(r.aeads))
+	}
 	_, other, _ := s.seal(nil, bindStream("n1"), nil)
 	if _, _, err := s.open(bindFrame(0, other, 0), f0); !errors.Is(err, errEnvAuth) {
 		t.Errorf("open(frame 0 on another stream) = %v; want %v", err, errEnvAuth)
@@ -155,13 +176,14 @@ func TestReplayCache(t *testing.T) {
 	if !c.add(n, t0) || c.add(n, t0.Add(2*replayWindow)) {
 		t.Fatal("nonce accepted twice within 2 × replayWindow")
 	}
-	for i := 0; i < 2*replayCacheMax+10; i++ {
+	c.max = 1000
+	for i := 0; i < 2*c.max+10; i++ {
 		var k [envNonceLen]byte
 		k[0], k[1], k[2] = byte(i), byte(i>>8), byte(i>>16)
 		c.add(k[:], t0)
 	}
-	if len(c.cur) > replayCacheMax || len(c.prev) > replayCacheMax {
-		t.Errorf("cache holds %d + %d nonces; want at most %d each", len(c.cur), len(c.prev), replayCacheMax)
+	if len(c.cur) > c.max || len(c.prev) > c.max {
+		t.Errorf("cache holds %d + %d nonces; want at most %d each", len(c.cur), len(c.prev), c.max)
 	}
 }
 

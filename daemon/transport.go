@@ -239,7 +239,7 @@ func (t *httpTransport) Send(peer, addr, kind string, body []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t.seal != nil {
-		sealed, _, err := t.seal.seal(make([]byte, 0, envOverhead+len(body)), bindFrame(k, s.nonce, s.seq), body)
+		sealed, _, err := t.seal.sealSel(make([]byte, 0, envOverhead+len(body)), bindFrame(k, s.nonce, s.seq), body, frameSelector(s.nonce, s.seq))
 		if err != nil {
 			return fmt.Errorf("send %s to %s: seal: %w", kind, peer, err)
 		}
@@ -484,7 +484,7 @@ func (t *httpTransport) serveStream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if k != kindKeepalive && t.seal != nil {
-			body, _, err = t.seal.open(bindFrame(k, streamNonce, seq), body)
+			body, _, err = t.seal.openSel(bindFrame(k, streamNonce, seq), body, true)
 			if err != nil {
 				t.refused(r, "replication stream frame refused", kinds[k], from, err)
 				refuseStream(w, rc, http.StatusForbidden, fmt.Errorf("replication refused: %w", err))
