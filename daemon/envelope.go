@@ -22,9 +22,13 @@ package daemon
 //	ct, tag  = AES-256-GCM(subkey).Seal(nonce[12:24], plaintext, aad)
 //	aad      = "peerctl replication v1\x00" | ver | id | ts | nonce | binding
 //
-// The nonce is random; deriving a subkey from its first half lets the
-// key be used for any number of messages (random 96-bit GCM nonces alone
-// are safe for 2^32 messages per key). The binding ties the message to
+// The nonce is random; deriving a subkey from its first half (the
+// selector) lets the key be used for any number of messages (random 96-bit
+// GCM nonces alone are safe for 2^32 messages per key). The frames of one
+// stream share a selector, the opening's nonce[0:12] with its last 4 bytes
+// XORed with SEQ>>24 (big-endian), so both ends derive a stream's subkey
+// once per 2^24 frames and keep it (an authenticated selector is cached);
+// their GCM nonces (nonce[12:24]) stay random. The binding ties the message to
 // its place, so it cannot be moved to another:
 //
 //	call request   "call\x00" KIND "\x00" FROM
@@ -74,6 +78,8 @@ const (
 	replayWindow = 2 * time.Minute
 	// replayCacheMax bounds the nonces remembered per generation.
 	replayCacheMax = 1 << 17
+	// aeadCacheMax bounds the cached stream subkeys (two per live stream).
+	aeadCacheMax = 4096
 )
 
 // Reasons a sealed message is refused (Info.Auth.Refused counts them).
@@ -127,11 +133,15 @@ type sealer struct {
 
 	seen *replayCache
 
+	amu   sync.Mutex                          // guards aeads
+	aeads map[[envIDLen + 12]byte]cipher.AEAD // stream subkeys by key id and selector; at most aeadCacheMax
+
 	refused map[string]*atomic.Uint64 // by reason; fixed at creation
 }
 
 func newSealer(kr *memberlist.Keyring) *sealer {
-	s := &sealer{kr: kr, now: time.Now, seen: newReplayCache(), refused: map[string]*atomic.Uint64{}}
+	s := &sealer{kr: kr, now: time.Now, seen: newReplayCache(), refused: map[string]*atomic.Uint64{},
+		aeads: map[[envIDLen + 12]byte]cipher.AEAD{}}
 	for _, r := range envReasons {
 		s.refused[r] = &atomic.Uint64{}
 	}
@@ -170,9 +180,52 @@ func (k *envKey) aead(nonce []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(b)
 }
 
+// cached returns the cached subkey of k for selector sel, or nil.
+func (s *sealer) cached(k *envKey, sel []byte) cipher.AEAD {
+	var ck [envIDLen + 12]byte
+	copy(ck[:], k.id[:])
+	copy(ck[envIDLen:], sel)
+	s.amu.Lock()
+	defer s.amu.Unlock()
+	return s.aeads[ck]
+}
+
+// cache keeps the subkey g of k for selector sel, forgetting every
+// other one when aeadCacheMax are held.
+func (s *sealer) cache(k *envKey, sel []byte, g cipher.AEAD) {
+	var ck [envIDLen + 12]byte
+	copy(ck[:], k.id[:])
+	copy(ck[envIDLen:], sel)
+	s.amu.Lock()
+	defer s.amu.Unlock()
+	if len(s.aeads) >= aeadCacheMax {
+		clear(s.aeads)
+	}
+	s.aeads[ck] = g
+}
+
+// frameSelector is the subkey selector of frame seq on the stream opened
+// with nonce (see the top of the file).
+func frameSelector(streamNonce []byte, seq uint64) []byte {
+	sel := make([]byte, 12)
+	copy(sel, streamNonce[:12])
+	e := uint32(seq >> 24)
+	sel[8] ^= byte(e >> 24)
+	sel[9] ^= byte(e >> 16)
+	sel[10] ^= byte(e >> 8)
+	sel[11] ^= byte(e)
+	return sel
+}
+
 // seal returns plaintext sealed under the primary key, bound to binding,
 // appended to dst; and the envelope's nonce.
 func (s *sealer) seal(dst, binding, plaintext []byte) ([]byte, []byte, error) {
+	return s.sealSel(dst, binding, plaintext, nil)
+}
+
+// sealSel is seal with the subkey selector sel (12 bytes; nil: random),
+// whose subkey is cached.
+func (s *sealer) sealSel(dst, binding, plaintext, sel []byte) ([]byte, []byte, error) {
 	keys := s.current()
 	if len(keys) == 0 {
 		return nil, nil, errEnvKey
@@ -184,10 +237,20 @@ func (s *sealer) seal(dst, binding, plaintext []byte) ([]byte, []byte, error) {
 	dst = binary.BigEndian.AppendUint64(dst, uint64(s.now().UnixNano()))
 	var nonce [envNonceLen]byte
 	rand.Read(nonce[:])
+	var g cipher.AEAD
+	if sel != nil {
+		copy(nonce[:12], sel)
+		g = s.cached(k, sel)
+	}
 	dst = append(dst, nonce[:]...)
-	g, err := k.aead(nonce[:])
-	if err != nil {
-		return nil, nil, err
+	if g == nil {
+		var err error
+		if g, err = k.aead(nonce[:]); err != nil {
+			return nil, nil, err
+		}
+		if sel != nil {
+			s.cache(k, sel, g)
+		}
 	}
 	aad := make([]byte, 0, len(envAAD)+envHeaderLen+len(binding))
 	aad = append(append(append(aad, envAAD...), dst[start:]...), binding...)
@@ -200,6 +263,12 @@ func (s *sealer) seal(dst, binding, plaintext []byte) ([]byte, []byte, error) {
 // errEnv errors. It does not check for replay: callers that must
 // (requests, stream openings) call fresh.
 func (s *sealer) open(binding, env []byte) (plain, nonce []byte, err error) {
+	return s.openSel(binding, env, false)
+}
+
+// openSel is open that caches the subkey of an envelope that opens (stream
+// frames: their selector repeats).
+func (s *sealer) openSel(binding, env []byte, cache bool) (plain, nonce []byte, err error) {
 	if len(env) < envOverhead {
 		return nil, nil, errEnvShort
 	}
@@ -220,11 +289,20 @@ func (s *sealer) open(binding, env []byte) (plain, nonce []byte, err error) {
 			continue
 		}
 		found = true
-		g, err := k.aead(nonce)
-		if err != nil {
-			return nil, nil, err
+		var g cipher.AEAD
+		if cache {
+			g = s.cached(&k, nonce[:12])
+		}
+		hit := g != nil
+		if !hit {
+			if g, err = k.aead(nonce); err != nil {
+				return nil, nil, err
+			}
 		}
 		if p, err := g.Open(nil, nonce[12:], env[envHeaderLen:], aad); err == nil {
+			if cache && !hit {
+				s.cache(&k, nonce[:12], g) // authenticated: the selector is the sender's
+			}
 			return p, nonce, nil
 		}
 	}
@@ -267,13 +345,14 @@ func (s *sealer) refusals() map[string]uint64 {
 // which shortens how long nonces are remembered under a flood of valid
 // messages (only holders of the key can add one). Safe for concurrent use.
 type replayCache struct {
+	max       int // nonces per generation
 	mu        sync.Mutex
 	cur, prev map[[envNonceLen]byte]struct{}
 	since     time.Time // when cur was started
 }
 
 func newReplayCache() *replayCache {
-	return &replayCache{cur: map[[envNonceLen]byte]struct{}{}, prev: map[[envNonceLen]byte]struct{}{}}
+	return &replayCache{max: replayCacheMax, cur: map[[envNonceLen]byte]struct{}{}, prev: map[[envNonceLen]byte]struct{}{}}
 }
 
 // add records nonce at now and reports whether it was not there yet.
@@ -285,7 +364,7 @@ func (c *replayCache) add(nonce []byte, now time.Time) bool {
 	if c.since.IsZero() {
 		c.since = now
 	}
-	if now.Sub(c.since) > 2*replayWindow || len(c.cur) >= replayCacheMax {
+	if now.Sub(c.since) > 2*replayWindow || len(c.cur) >= c.max {
 		c.prev, c.cur, c.since = c.cur, make(map[[envNonceLen]byte]struct{}), now
 	}
 	if _, ok := c.cur[k]; ok {

@@ -165,6 +165,9 @@ func (s *httpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.consistentList(w, r) // coordhttp.go
 		return
 	}
+	if s.serveSealed(w, r, s.mux) { // authapi.go: member-only paths
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 

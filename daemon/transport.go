@@ -99,8 +99,11 @@ const maxMessage = 64 << 20
 // stream carries a keepalive frame every keepalive, so the receiver can
 // close a stream that stays silent. It also serves those endpoints
 // (register): both halves of the protocol live in this file, as in
-// groupcache's HTTPPool. The API server mounts it behind its guard and
-// body budget.
+// groupcache's HTTPPool. The API server mounts it behind its guard, the
+// API token and the body budget. With a keyring (secure), every message of
+// every kind is sealed both ways: call bodies and replies, the stream's
+// opening and each frame (envelope.go); a message that does not open is
+// refused with 403 and counted, before any handler sees it.
 type httpTransport struct {
 	base      *http.Transport
 	hc        *http.Client
@@ -236,7 +239,7 @@ func (t *httpTransport) Send(peer, addr, kind string, body []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t.seal != nil {
-		sealed, _, err := t.seal.seal(make([]byte, 0, envOverhead+len(body)), bindFrame(k, s.nonce, s.seq), body)
+		sealed, _, err := t.seal.sealSel(make([]byte, 0, envOverhead+len(body)), bindFrame(k, s.nonce, s.seq), body, frameSelector(s.nonce, s.seq))
 		if err != nil {
 			return fmt.Errorf("send %s to %s: seal: %w", kind, peer, err)
 		}
@@ -481,7 +484,7 @@ func (t *httpTransport) serveStream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if k != kindKeepalive && t.seal != nil {
-			body, _, err = t.seal.open(bindFrame(k, streamNonce, seq), body)
+			body, _, err = t.seal.openSel(bindFrame(k, streamNonce, seq), body, true)
 			if err != nil {
 				t.refused(r, "replication stream frame refused", kinds[k], from, err)
 				refuseStream(w, rc, http.StatusForbidden, fmt.Errorf("replication refused: %w", err))
