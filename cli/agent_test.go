@@ -65,6 +65,10 @@ func TestAgentBadFlags(t *testing.T) {
 		{[]string{"--encrypt", "short"}, "--encrypt"},
 		{[]string{"--tombstone-ttl", "-1h"}, "--tombstone-ttl"},
 		{[]string{"--tombstone-ttl", "soon"}, "tombstone-ttl"},
+		{[]string{"--api", "0.0.0.0:17999"}, "no --token is set"},
+		{[]string{"--api", "0.0.0.0:17999", "--token", "a b"}, "--token contains white space"},
+		{[]string{"--api-tls-cert", "c.pem"}, "--api-tls-cert and --api-tls-key go together"},
+		{[]string{"--api-tls-cert", "none.pem", "--api-tls-key", "none.pem"}, "--api-tls-cert none.pem"},
 	} {
 		dir := t.TempDir()
 		f := &fakeAgent{}

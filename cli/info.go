@@ -27,6 +27,7 @@ type nodeInfo struct {
 	Members     map[string]int  `json:"members"` // count by status
 	Store       storeInfo       `json:"store"`
 	Replication replicationInfo `json:"replication"`
+	Auth        authInfo        `json:"auth"`
 	Faults      []faultRule     `json:"faults"`                 // injected fault rules the node applies
 	FaultsError string          `json:"faults_error,omitempty"` // why Faults could not be read
 }
@@ -60,6 +61,23 @@ type replicationInfo struct {
 	MalformedDropped uint64 `json:"malformed_dropped"`
 }
 
+// authInfo is how the node guards its API and channels (api.AuthStats).
+type authInfo struct {
+	Keys               int               `json:"keys"`
+	Token              bool              `json:"token"`
+	TLS                bool              `json:"tls"`
+	TokenRefused       uint64            `json:"token_refused"`
+	ReplicationRefused uint64            `json:"replication_refused"`
+	RefusedBy          map[string]uint64 `json:"replication_refused_by,omitempty"`
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
 func toNodeInfo(in *api.Info) nodeInfo {
 	r := in.Replication
 	members := map[string]int{}
@@ -70,6 +88,8 @@ func toNodeInfo(in *api.Info) nodeInfo {
 		Name: in.Name, Addr: in.Addr, API: in.API, Version: in.Version, Profile: in.Profile,
 		DataDir: in.DataDir, PID: in.PID, Encrypted: in.Encrypted, StartedAt: in.StartedAt,
 		Uptime: in.Uptime, Members: members,
+		Auth: authInfo{Keys: in.Auth.Keys, Token: in.Auth.Token, TLS: in.Auth.TLS, TokenRefused: in.Auth.TokenRefused,
+			ReplicationRefused: in.Auth.ReplicationRefused, RefusedBy: in.Auth.RefusedBy},
 		Store: storeInfo{Keys: in.Store.Keys, Tombstones: in.Store.Tombstones,
 			DiskBytes: in.Store.DiskBytes, Digest: in.Store.Digest,
 			Corrupt: in.Store.Corrupt, Quarantined: in.Store.Quarantined},
@@ -146,6 +166,8 @@ func runInfo(c *cli.Context) error {
 		{"data dir", info.DataDir},
 		{"pid", fmt.Sprint(info.PID)},
 		{"encrypted", enc},
+		{"security", fmt.Sprintf("token %s, tls %s, %d %s; refused %d requests without the token, %d sealed messages",
+			yesNo(info.Auth.Token), yesNo(info.Auth.TLS), info.Auth.Keys, plural(info.Auth.Keys, "key"), info.Auth.TokenRefused, info.Auth.ReplicationRefused)},
 		{"started", fmt.Sprintf("%s (up %s)", info.StartedAt.Local().Format(time.DateTime), info.Uptime)},
 		{"members", memberCounts(info.Members)},
 		{"keys", fmt.Sprintf("%d live, %d %s", info.Store.Keys, info.Store.Tombstones, plural(info.Store.Tombstones, "tombstone"))},

@@ -19,6 +19,8 @@ package daemon
 //	GET    /v1/digest              the node's digest (binary, store/codec.go)
 //	GET    /v1/summaries?b=1,2     summaries of those digest buckets (binary)
 //	POST   /v1/faults ...          fault injection: see faultsapi.go
+//	GET    /v1/keyring             KeyringResult: the gossip keys and how many members hold each
+//	POST   /v1/keyring/{install,use,remove}  body {"key": "BASE64"}; KeyringResult (keyring.go)
 //
 // KEY is path-escaped (url.PathEscape), so it may contain '/'. A query
 // string that does not parse is refused (400).
@@ -28,6 +30,10 @@ package daemon
 // it); a request with a foreign Origin, or on a loopback API a Host that is
 // not loopback, is refused (403). See guard.go. GET /debug/pprof/ is served
 // only with Config.Pprof (--pprof).
+//
+// With --token, every request must carry Authorization: Bearer TOKEN, else
+// 401 {"error": ..., "code": "token_required"} (auth.go). With
+// --api-tls-cert the API serves HTTPS.
 //
 // Replication between daemons uses POST /v1/internal/{push,digest,sync} with
 // the binary encoding of store/codec.go; see replicate.go. Those paths go

@@ -210,12 +210,34 @@ func (c *Config) clientTLS() (*tls.Config, error) {
 // HTTP). Every daemon-to-daemon HTTP client goes through one.
 type peerRoundTripper struct {
 	next  http.RoundTripper
+	seal  *sealer // seals the sealedPaths (authapi.go); nil without a keyring
 	token string
 	tls   bool      // this daemon serves HTTPS
 	peers *sync.Map // API host:port -> bool (advertises tls=1), from serf tags
 }
 
 func (p *peerRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	req, open, err := p.sealRequest(req) // a clone if sealed
+	if err != nil {
+		return nil, err
+	}
+	resp, err := p.roundTrip(req)
+	if err == nil && open != nil {
+		if err := open(resp); err != nil {
+			return nil, err
+		}
+	}
+	return resp, err
+}
+
+// CloseIdleConnections closes the idle connections of the transport below.
+func (p *peerRoundTripper) CloseIdleConnections() {
+	if c, ok := p.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+func (p *peerRoundTripper) roundTrip(req *http.Request) (*http.Response, error) {
 	if p.token == "" && !p.tls && req.URL.Scheme == "http" {
 		if v, ok := p.peers.Load(req.URL.Host); !ok || !v.(bool) {
 			return p.next.RoundTrip(req)
@@ -247,7 +269,7 @@ func (a *Agent) newPeerTransport(base *http.Transport) (http.RoundTripper, error
 	}
 	base.TLSClientConfig = tc
 	base.ForceAttemptHTTP2 = false
-	return &peerRoundTripper{next: base, token: a.cfg.Token, tls: tc != nil, peers: &a.apiTLS}, nil
+	return &peerRoundTripper{next: base, seal: a.seal, token: a.cfg.Token, tls: tc != nil, peers: &a.apiTLS}, nil
 }
 
 // peerClient returns an HTTP client for calls to peers' APIs with the

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -185,3 +186,22 @@ func FuzzEnvelopeOpen(f *testing.F) {
 		}
 	})
 }
+
+// The cost of sealing and opening one message, by size.
+func BenchmarkEnvelope(b *testing.B) {
+	s := testSealer(b, testKey1)
+	for _, n := range []int{100, 4 << 10, 256 << 10} {
+		plain := make([]byte, n)
+		b.Run("seal+open/"+itoa(n), func(b *testing.B) {
+			b.SetBytes(int64(n))
+			for i := 0; i < b.N; i++ {
+				env, _, _ := s.seal(nil, []byte("b"), plain)
+				if _, _, err := s.open([]byte("b"), env); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

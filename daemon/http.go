@@ -143,6 +143,9 @@ func (s *httpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.kv(w, r, key)
 		return
 	}
+	if s.serveSealed(w, r, s.mux) { // authapi.go: member-only paths
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 

@@ -99,8 +99,11 @@ const maxMessage = 64 << 20
 // stream carries a keepalive frame every keepalive, so the receiver can
 // close a stream that stays silent. It also serves those endpoints
 // (register): both halves of the protocol live in this file, as in
-// groupcache's HTTPPool. The API server mounts it behind its guard and
-// body budget.
+// groupcache's HTTPPool. The API server mounts it behind its guard, the
+// API token and the body budget. With a keyring (secure), every message of
+// every kind is sealed both ways: call bodies and replies, the stream's
+// opening and each frame (envelope.go); a message that does not open is
+// refused with 403 and counted, before any handler sees it.
 type httpTransport struct {
 	base      *http.Transport
 	hc        *http.Client

@@ -16,6 +16,8 @@ package bench
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -77,6 +79,7 @@ func benchFlags(defNodes int, own ...cli.Flag) []cli.Flag {
 		&cli.IntFlag{Name: "nodes", Aliases: []string{"n"}, Value: defNodes, Usage: "cluster size `N`"},
 		&cli.IntFlag{Name: "reps", Value: 3, Usage: "repetitions `R`, each on a fresh cluster; figures are their median and range"},
 		&cli.StringFlag{Name: "profile", Value: "local", Usage: "the agents' gossip timing `PROFILE`: local, lan or wan"},
+		&cli.BoolFlag{Name: "encrypt", Usage: "start every daemon with --encrypt and a fresh key: gossip encrypted, replication sealed (measures their cost)"},
 		&cli.StringSliceFlag{Name: "agent-arg", Usage: "extra agent flag `ARG` for every daemon, e.g. --agent-arg=--push-window=5ms; repeat for more"},
 		&cli.StringFlag{Name: "out", Usage: "write the results as JSON to `FILE`"},
 		&cli.BoolFlag{Name: "json", Usage: "print the results as JSON on stdout (the table goes to stderr)"},
@@ -117,6 +120,13 @@ func benchOptions(c *cli.Context) (*benchOpts, error) {
 	}
 	if c.Bool("json") {
 		o.out = o.progress
+	}
+	if c.Bool("encrypt") {
+		k := make([]byte, 32)
+		if _, err := rand.Read(k); err != nil {
+			return nil, fmt.Errorf("--encrypt: %w", err)
+		}
+		o.agentArgs = append(o.agentArgs, "--encrypt="+base64.StdEncoding.EncodeToString(k))
 	}
 	if o.reps < 1 {
 		return nil, fmt.Errorf("--reps %d: want at least 1", o.reps)
