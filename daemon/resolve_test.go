@@ -143,6 +143,7 @@ func portOf(tb testing.TB, hostport string) string {
 func TestAPIOnGossipIP(t *testing.T) {
 	cfg := testConfig(t, "a", t.TempDir())
 	cfg.Bind, cfg.API = "0.0.0.0:0", "0.0.0.0:0"
+	cfg.Token = "test-token"
 	a := startNode(t, cfg)
 	m := a.serf.LocalMember()
 	h, _, err := net.SplitHostPort(a.apiAddr)

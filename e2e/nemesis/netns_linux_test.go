@@ -385,7 +385,8 @@ func partitionUnderLoad(t *testing.T, c *cluster, v *vnet) {
 
 	var sides [2][]int
 	var cut, heal func()
-	if nft, err := exec.LookPath("nft"); err == nil {
+	// NETNS_PARTITION=link forces the link-down partition where nft exists.
+	if nft, err := exec.LookPath("nft"); err == nil && os.Getenv("NETNS_PARTITION") != "link" {
 		sides = [2][]int{{0, 1}, {2, 3, 4}}
 		rules := func(other []int) string {
 			var ips []string
@@ -416,7 +417,7 @@ func partitionUnderLoad(t *testing.T, c *cluster, v *vnet) {
 			}
 		}
 	} else {
-		t.Logf("nft not found: partitioning by taking n5's link down instead")
+		t.Logf("nft not found (or NETNS_PARTITION=link): partitioning by taking n5's link down instead")
 		sides = [2][]int{{0, 1, 2, 3}, {4}}
 		cut = func() { sh(t, "ip", "-n", v.hosts[4], "link", "set", "eth0", "down") }
 		heal = func() { sh(t, "ip", "-n", v.hosts[4], "link", "set", "eth0", "up") }
