@@ -45,6 +45,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/serf/serf"
 )
 
@@ -158,17 +159,23 @@ func (c *coord) start() error {
 		if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
 			return fmt.Errorf("raft: %w", err)
 		}
-		w, err := wal.Open(filepath.Join(dir, "wal"), wal.WithLogger(cfg.Logger.Named("wal")), wal.WithSegmentSize(16<<20))
+		// raft-wal's Close leaves its metadata database (bolt, locked with
+		// flock) open: hold it here and close it after the log, or a
+		// restart in the same process waits on the lock for ever.
+		meta := &metadb.BoltMetaDB{}
+		w, err := wal.Open(filepath.Join(dir, "wal"), wal.WithLogger(cfg.Logger.Named("wal")), wal.WithSegmentSize(16<<20), wal.WithMetaStore(meta))
 		if err != nil {
+			meta.Close()
 			return fmt.Errorf("raft: open log in %s: %w", dir, err)
 		}
 		fs, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, cfg.Logger.Named("snapshot"))
 		if err != nil {
 			w.Close()
+			meta.Close()
 			return fmt.Errorf("raft: open snapshots in %s: %w", dir, err)
 		}
 		logs, stable, snaps = w, w, fs
-		c.closer = w.Close
+		c.closer = func() error { return errors.Join(w.Close(), meta.Close()) }
 	}
 	r, err := raft.NewRaft(cfg, c.fsm, logs, stable, snaps, c.nt)
 	if err != nil {
