@@ -113,10 +113,13 @@ func TestRaftCluster(t *testing.T) {
 
 	// Kill the leader (as kill -9): a new one is elected and every
 	// acknowledged write is there.
-	l, err = leaderOf(t, ns[0])
-	if err != nil || l.Leader == "" {
-		t.Fatalf("leader before the kill: %+v, %v", l, err)
-	}
+	waitUntil(t, formTimeout, "a leader after the heal", func() (bool, string) {
+		l, err = leaderOf(t, ns[0])
+		if err != nil {
+			return false, err.Error()
+		}
+		return l.Leader != "", fmt.Sprintf("%+v", l)
+	})
 	old := l.Leader
 	var survivor node
 	for _, n := range ns {
