@@ -11,10 +11,16 @@ package daemon
 // on a node's own stream, and with it every upstream stream.
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,12 +52,24 @@ func (s *httpServer) serveClusterEvents(w http.ResponseWriter, r *http.Request, 
 	if kinds == allKinds {
 		kindList = nil
 	}
-	merged := make(chan *Event, eventSubBuffer)
+	q := url.Values{}
+	if len(kindList) > 0 {
+		q.Set("kinds", strings.Join(kindList, ","))
+	}
+	query := q.Encode()
+	wantStream := kinds&kindBits[api.EventStreamStatus] != 0
+	// merged carries members' events as they sent them (encoded: they are
+	// passed on without decoding) and this handler's stream events.
+	type item struct {
+		data []byte
+		ev   *Event
+	}
+	merged := make(chan item, eventSubBuffer)
 	over := make(chan struct{})
 	var overOnce sync.Once
-	put := func(ev *Event) bool {
+	put := func(it item) bool {
 		select {
-		case merged <- ev:
+		case merged <- it:
 			return true
 		case <-ctx.Done():
 			return false
@@ -76,28 +94,35 @@ func (s *httpServer) serveClusterEvents(w http.ResponseWriter, r *http.Request, 
 				case <-ctx.Done():
 				}
 			}()
-			st, err := NewClientWith(addr, eventsHC).Events(ctx, "", kindList, false)
+			body, err := openMemberEvents(ctx, addr, query)
 			if err != nil {
-				if ctx.Err() == nil && kinds&kindBits[api.EventStreamStatus] != 0 {
-					put(&Event{Kind: api.EventStreamStatus, Peer: name, Status: "lost", Reason: oneLineErr(err)})
+				if ctx.Err() == nil && wantStream {
+					put(item{ev: &Event{Kind: api.EventStreamStatus, Peer: name, Status: "lost", Reason: oneLineErr(err)}})
 				}
 				return
 			}
-			defer st.Close()
-			if kinds&kindBits[api.EventStreamStatus] != 0 && !put(&Event{Kind: api.EventStreamStatus, Peer: name, Status: "joined"}) {
+			defer body.Close()
+			if wantStream && !put(item{ev: &Event{Kind: api.EventStreamStatus, Peer: name, Status: "joined"}}) {
 				return
 			}
-			for ev := range st.C {
-				if !put(&ev) {
-					return
+			err = api.ReadEventData(body, func(data []byte) error {
+				// One line of JSON from a member; its own "dropped" event
+				// (it gave up on this node) is not the client's: the
+				// stream's end says it.
+				if bytes.IndexByte(data, '\n') >= 0 || bytes.Contains(data, droppedKind) {
+					return nil
 				}
-			}
-			if ctx.Err() == nil && kinds&kindBits[api.EventStreamStatus] != 0 {
+				if !put(item{data: bytes.Clone(data)}) {
+					return errStopMerge
+				}
+				return nil
+			})
+			if ctx.Err() == nil && wantStream && err != errStopMerge {
 				why := "stream ended"
-				if err := st.Err(); err != nil {
+				if err != nil {
 					why = oneLineErr(err)
 				}
-				put(&Event{Kind: api.EventStreamStatus, Peer: name, Status: "lost", Reason: why})
+				put(item{ev: &Event{Kind: api.EventStreamStatus, Peer: name, Status: "lost", Reason: why}})
 			}
 		}()
 	}
@@ -116,6 +141,22 @@ func (s *httpServer) serveClusterEvents(w http.ResponseWriter, r *http.Request, 
 		return
 	}
 	seen := map[string]string{} // member -> its stream's last status reported
+	writeItem := func(it item) error {
+		ev := it.ev
+		if ev == nil {
+			return sw.data(it.data)
+		}
+		if seen[ev.Peer] == ev.Status {
+			return nil // a member still unreachable: said once
+		}
+		seen[ev.Peer] = ev.Status
+		ev.Node, ev.Time = h.node, h.now().UTC().Format(api.EventTimeFormat)
+		b, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		return sw.data(b)
+	}
 	look()
 	tick := time.NewTicker(eventClusterLook)
 	defer tick.Stop()
@@ -127,15 +168,18 @@ func (s *httpServer) serveClusterEvents(w http.ResponseWriter, r *http.Request, 
 			if sw.data(b) != nil || sw.flush() != nil {
 				return
 			}
-		case ev := <-merged:
-			if ev.Kind == api.EventStreamStatus {
-				if seen[ev.Peer] == ev.Status {
-					continue // a member still unreachable: said once
+		case it := <-merged:
+			// Send what else is queued in the same flush.
+			for more := len(merged); ; more-- {
+				if writeItem(it) != nil {
+					return
 				}
-				seen[ev.Peer] = ev.Status
-				ev.Node, ev.Time = h.node, h.now().UTC().Format(api.EventTimeFormat)
+				if more <= 0 {
+					break
+				}
+				it = <-merged
 			}
-			if sw.event(ev) != nil {
+			if sw.flush() != nil {
 				return
 			}
 		case name := <-ended:
@@ -158,6 +202,35 @@ func (s *httpServer) serveClusterEvents(w http.ResponseWriter, r *http.Request, 
 			return
 		}
 	}
+}
+
+var (
+	droppedKind  = []byte(`"kind":"dropped"`)
+	errStopMerge = errors.New("merged stream ended")
+)
+
+// openMemberEvents opens the event stream of the member whose API is at
+// addr, with the query given, and returns its body.
+func openMemberEvents(ctx context.Context, addr, query string) (io.ReadCloser, error) {
+	u := "http://" + addr + "/v1/events"
+	if query != "" {
+		u += "?" + query
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set(headerClient, "1")
+	resp, err := eventsHC.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	return resp.Body, nil
 }
 
 // eventsHC opens members' streams for merged streams: connecting and the
