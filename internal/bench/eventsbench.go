@@ -85,13 +85,17 @@ func runBenchEvents(c *cli.Context) error {
 			p.Nodes, p.Watchers, p.Clients, p.Pairs, p.Duration, p.Idle, p.Profile, o.reps)}
 	res.Notes = append(res.Notes,
 		"idle CPU: per agent, % of one core over the idle window, the busiest agent",
-		"writes/s: median of the repetition's phases without (with) streams; the phases alternate in pairs, so each with-streams phase sits beside one without",
+		"writes/s: median of the repetition's phases without (with) streams; the phases alternate in pairs, so each with-streams phase sits beside one without; the drop is 1 - the median of the pairs' on/off ratios",
+		"agents' CPU per 1000 writes: all agents' CPU time over a phase divided by its writes; less sensitive than writes/s to the machine's other load",
 		"the harness reads the streams without decoding them (it decodes member events only), so its own JSON cost stays out of the daemons' figures",
 		"failure on the stream: for each survivor, the latest watcher's receipt of its 'failed' event minus the first 10 ms poll reply listing the victim failed at that survivor (negative: the stream was first); median and worst survivor")
 	defs := []metricDef{
 		{"wps_off", "writes/s at node1, no streams (median phase)", "/s"},
 		{"wps_on", fmt.Sprintf("writes/s at node1, %d streams (median phase)", p.Watchers), "/s"},
-		{"wps_drop_pct", "throughput drop with the streams", "%"},
+		{"wps_drop_pct", "throughput drop with the streams (median of the pairs' ratios)", "%"},
+		{"cpu_per_kwrite_off", "agents' CPU per 1000 writes, no streams", "ms"},
+		{"cpu_per_kwrite_on", "agents' CPU per 1000 writes, streams", "ms"},
+		{"cpu_per_write_up_pct", "agents' CPU per write, increase with the streams (median of the pairs' ratios)", "%"},
 		{"idle_cpu_off", "idle CPU per agent, no streams (busiest)", "%"},
 		{"idle_cpu_on", fmt.Sprintf("idle CPU per agent, %d streams (busiest)", p.Watchers), "%"},
 		{"harness_cpu_off", "harness CPU under the load, no streams", "%"},
@@ -145,6 +149,8 @@ func runBenchEvents(c *cli.Context) error {
 			// load drifts, so each "on" phase sits beside an "off" one.
 			wps := map[bool][]float64{}
 			hcpu := map[bool][]float64{}
+			cpw := map[bool][]float64{} // agents' CPU ms per 1000 writes
+			var ratios, cpuRatios []float64
 			var evRate []float64
 			for k := range p.Pairs {
 				for _, on := range []bool{(rep+k)%2 == 1, (rep+k)%2 == 0} {
@@ -165,18 +171,26 @@ func runBenchEvents(c *cli.Context) error {
 					}
 					wps[on] = append(wps[on], ph.wps)
 					hcpu[on] = append(hcpu[on], ph.harnessCPU)
-					o.say("  streams %-3s: %.0f writes/s at node1 (harness CPU %.0f%%)", name[on], ph.wps, ph.harnessCPU)
+					cpw[on] = append(cpw[on], 10*ph.agentsCPU/ph.wps*1000)
+					o.say("  streams %-3s: %.0f writes/s at node1 (agents' CPU %.0f%%, harness %.0f%%)", name[on], ph.wps, ph.agentsCPU, ph.harnessCPU)
 				}
+				ratios = append(ratios, wps[true][k]/wps[false][k])
+				cpuRatios = append(cpuRatios, cpw[true][k]/cpw[false][k])
 			}
 			for _, on := range []bool{false, true} {
 				sort.Float64s(wps[on])
 				sort.Float64s(hcpu[on])
+				sort.Float64s(cpw[on])
 				m["wps_"+name[on]] = median(wps[on])
 				m["harness_cpu_"+name[on]] = median(hcpu[on])
+				m["cpu_per_kwrite_"+name[on]] = median(cpw[on])
 			}
+			sort.Float64s(ratios)
+			sort.Float64s(cpuRatios)
 			sort.Float64s(evRate)
 			m["events_per_s"] = median(evRate)
-			m["wps_drop_pct"] = 100 * (1 - m["wps_on"]/m["wps_off"])
+			m["wps_drop_pct"] = 100 * (1 - median(ratios))
+			m["cpu_per_write_up_pct"] = 100 * (median(cpuRatios) - 1)
 			if err := set(true); err != nil {
 				return err
 			}
