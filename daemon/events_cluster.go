@@ -1,8 +1,9 @@
 package daemon
 
 // The merged cluster stream (GET /v1/events?cluster=1): this node's own
-// events plus the stream of every other member whose API may answer
-// (alive or suspect), opened directly at the member's API address. Every
+// events plus the stream of every other member whose API may answer (all
+// but those that left: a member failed in this node's view may only be cut
+// off from gossip), opened directly at the member's API address. Every
 // eventClusterLook the handler compares the members with the streams it
 // holds: it opens streams to members that appeared (or came back), and
 // retries a lost one at that pace. Each member's stream joined or lost is
@@ -131,7 +132,10 @@ func (s *httpServer) serveClusterEvents(w http.ResponseWriter, r *http.Request, 
 			if m.Name == s.a.cfg.Name || streams[m.Name] || m.API == "" || len(streams) >= maxClusterStreams {
 				continue
 			}
-			if m.Status == "alive" || m.Status == "suspect" {
+			// A failed member may only be cut off from gossip (partition,
+			// pause): its API can still answer, and its view is the other
+			// side's. One that left is gone.
+			if m.Status != "left" && m.Status != "leaving" {
 				open(m.Name, m.API)
 			}
 		}
@@ -140,6 +144,7 @@ func (s *httpServer) serveClusterEvents(w http.ResponseWriter, r *http.Request, 
 	if err := sw.start(); err != nil {
 		return
 	}
+	defer sw.stop()
 	seen := map[string]string{} // member -> its stream's last status reported
 	writeItem := func(it item) error {
 		ev := it.ev
@@ -165,20 +170,16 @@ func (s *httpServer) serveClusterEvents(w http.ResponseWriter, r *http.Request, 
 	for {
 		select {
 		case b := <-sub.ch:
-			if sw.data(b) != nil || sw.flush() != nil {
+			if sw.data(b) != nil {
 				return
 			}
+			sw.soon()
 		case it := <-merged:
-			// Send what else is queued in the same flush.
-			for more := len(merged); ; more-- {
-				if writeItem(it) != nil {
-					return
-				}
-				if more <= 0 {
-					break
-				}
-				it = <-merged
+			if writeItem(it) != nil {
+				return
 			}
+			sw.soon()
+		case <-sw.due():
 			if sw.flush() != nil {
 				return
 			}
