@@ -19,6 +19,7 @@ package daemon
 // stream alive through proxies and shows a dead client.
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -222,6 +223,36 @@ func (h *eventHub) emit(ev *Event) {
 	if err != nil {
 		return // every field marshals
 	}
+	for s := range h.subs {
+		if s.kinds&bit == 0 {
+			continue
+		}
+		select {
+		case s.ch <- b:
+		default:
+			h.removeLocked(s)
+			close(s.over)
+		}
+	}
+}
+
+// emitRaw offers an encoded event of kind to every subscriber that wants
+// it, as it is (a member's event passed on by a merged stream). It never
+// blocks.
+func (h *eventHub) emitRaw(kind string, b []byte) {
+	if !h.active() {
+		return
+	}
+	bit, ok := kindBits[kind]
+	if !ok {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.want&bit == 0 {
+		return
+	}
+	b = bytes.Clone(b)
 	for s := range h.subs {
 		if s.kinds&bit == 0 {
 			continue

@@ -3,24 +3,29 @@ package daemon
 // The merged cluster stream (GET /v1/events?cluster=1): this node's own
 // events plus the stream of every other member whose API may answer (all
 // but those that left: a member failed in this node's view may only be cut
-// off from gossip), opened directly at the member's API address. Every
-// eventClusterLook the handler compares the members with the streams it
-// holds: it opens streams to members that appeared (or came back), and
-// retries a lost one at that pace. Each member's stream joined or lost is
-// reported as a "stream" event. Events from all streams go through one
-// bounded queue to the client: a client that falls behind is dropped, as
-// on a node's own stream, and with it every upstream stream.
+// off from gossip), opened directly at the member's API address.
+//
+// The members' streams are shared: while any merged client is connected,
+// one feed (clusterFeed) holds one stream (every kind) to each member and
+// fans its events out, undecoded, through a hub of its own to every merged
+// client, each with its kinds. So ten dashboards on one node cost each
+// member one stream, not ten. Every eventClusterLook the feed compares the
+// members with the streams it holds: it opens streams to members that
+// appeared (or came back) and retries a lost one at that pace. Each
+// member's stream joined or lost is reported once as a "stream" event; a
+// client that connects later first gets a "joined" event for each stream
+// already open. A merged client that falls behind is dropped with a final
+// event, as on a node's own stream. The feed stops when its last client
+// goes.
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -30,59 +35,87 @@ import (
 
 const (
 	eventClusterLook = time.Second
-	// maxClusterStreams bounds the members one merged stream follows.
+	// maxClusterStreams bounds the members a feed follows.
 	maxClusterStreams = 1024
 )
 
-func (s *httpServer) serveClusterEvents(w http.ResponseWriter, r *http.Request, kinds kindMask) {
-	h := s.a.events
-	sub, err := h.subscribe(kinds)
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, err)
+// clusterFeeds holds the current feed of a node's merged streams.
+type clusterFeeds struct {
+	mu  sync.Mutex // guards cur
+	cur *clusterFeed
+}
+
+// clusterFeed is one generation of the shared member streams: started by
+// its first client, stopped after its last.
+type clusterFeed struct {
+	hub    *eventHub // fans the members' events out to the merged clients
+	cancel context.CancelFunc
+	refs   int // clients; guarded by clusterFeeds.mu
+
+	mu     sync.Mutex        // guards status
+	status map[string]string // member -> its stream's last status reported (joined, lost)
+}
+
+// acquire returns the running feed, starting one if there is none.
+func (s *httpServer) acquireFeed() *clusterFeed {
+	cf := &s.a.feeds
+	cf.mu.Lock()
+	defer cf.mu.Unlock()
+	if cf.cur == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		f := &clusterFeed{hub: newEventHub(s.a.cfg.Name), cancel: cancel, status: map[string]string{}}
+		cf.cur = f
+		go s.runFeed(ctx, f)
+	}
+	cf.cur.refs++
+	return cf.cur
+}
+
+// release drops a client of f; the last one stops it.
+func (s *httpServer) releaseFeed(f *clusterFeed) {
+	cf := &s.a.feeds
+	cf.mu.Lock()
+	defer cf.mu.Unlock()
+	if f.refs--; f.refs == 0 {
+		f.cancel()
+		f.hub.close()
+		if cf.cur == f {
+			cf.cur = nil
+		}
+	}
+}
+
+// report emits a "stream" event for member unless it says what the last
+// one said.
+func (f *clusterFeed) report(member, status, reason string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.status[member] == status {
 		return
 	}
-	defer h.unsubscribe(sub)
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	var kindList []string
-	for _, k := range api.EventKinds {
-		if kinds&kindBits[k] != 0 {
-			kindList = append(kindList, k)
+	f.status[member] = status
+	f.hub.emit(&Event{Kind: api.EventStreamStatus, Peer: member, Status: status, Reason: reason})
+}
+
+// joined lists the members whose stream is open, sorted.
+func (f *clusterFeed) joined() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for m, st := range f.status {
+		if st == "joined" {
+			out = append(out, m)
 		}
 	}
-	if kinds == allKinds {
-		kindList = nil
-	}
-	q := url.Values{}
-	if len(kindList) > 0 {
-		q.Set("kinds", strings.Join(kindList, ","))
-	}
-	query := q.Encode()
-	wantStream := kinds&kindBits[api.EventStreamStatus] != 0
-	// merged carries members' events as they sent them (encoded: they are
-	// passed on without decoding) and this handler's stream events.
-	type item struct {
-		data []byte
-		ev   *Event
-	}
-	merged := make(chan item, eventSubBuffer)
-	over := make(chan struct{})
-	var overOnce sync.Once
-	put := func(it item) bool {
-		select {
-		case merged <- it:
-			return true
-		case <-ctx.Done():
-			return false
-		default:
-			overOnce.Do(func() { close(over) })
-			return false
-		}
-	}
+	sort.Strings(out)
+	return out
+}
+
+// runFeed holds the members' streams until ctx ends or the agent stops.
+func (s *httpServer) runFeed(ctx context.Context, f *clusterFeed) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	defer cancel()
-	streams := map[string]bool{} // member -> stream open; touched by this goroutine only
+	streams := map[string]bool{} // member -> stream open; this goroutine only
 	ended := make(chan string, maxClusterStreams)
 	open := func(name, addr string) {
 		streams[name] = true
@@ -95,35 +128,32 @@ func (s *httpServer) serveClusterEvents(w http.ResponseWriter, r *http.Request, 
 				case <-ctx.Done():
 				}
 			}()
-			body, err := openMemberEvents(ctx, addr, query)
+			body, err := openMemberEvents(ctx, addr)
 			if err != nil {
-				if ctx.Err() == nil && wantStream {
-					put(item{ev: &Event{Kind: api.EventStreamStatus, Peer: name, Status: "lost", Reason: oneLineErr(err)}})
+				if ctx.Err() == nil {
+					f.report(name, "lost", oneLineErr(err))
 				}
 				return
 			}
 			defer body.Close()
-			if wantStream && !put(item{ev: &Event{Kind: api.EventStreamStatus, Peer: name, Status: "joined"}}) {
-				return
-			}
+			f.report(name, "joined", "")
 			err = api.ReadEventData(body, func(data []byte) error {
 				// One line of JSON from a member; its own "dropped" event
-				// (it gave up on this node) is not the client's: the
+				// (it gave up on this node) is not the clients': the
 				// stream's end says it.
-				if bytes.IndexByte(data, '\n') >= 0 || bytes.Contains(data, droppedKind) {
+				kind := rawKind(data)
+				if kind == api.EventDropped || bytes.IndexByte(data, '\n') >= 0 {
 					return nil
 				}
-				if !put(item{data: bytes.Clone(data)}) {
-					return errStopMerge
-				}
-				return nil
+				f.hub.emitRaw(kind, data)
+				return ctx.Err()
 			})
-			if ctx.Err() == nil && wantStream && err != errStopMerge {
+			if ctx.Err() == nil {
 				why := "stream ended"
 				if err != nil {
 					why = oneLineErr(err)
 				}
-				put(item{ev: &Event{Kind: api.EventStreamStatus, Peer: name, Status: "lost", Reason: why}})
+				f.report(name, "lost", why)
 			}
 		}()
 	}
@@ -140,42 +170,77 @@ func (s *httpServer) serveClusterEvents(w http.ResponseWriter, r *http.Request, 
 			}
 		}
 	}
+	look()
+	tick := time.NewTicker(eventClusterLook)
+	defer tick.Stop()
+	for {
+		select {
+		case name := <-ended:
+			delete(streams, name)
+		case <-tick.C:
+			look()
+		case <-ctx.Done():
+			return
+		case <-s.a.events.done:
+			f.cancel()
+			return
+		}
+	}
+}
+
+// rawKind returns the "kind" of an encoded event, or "".
+func rawKind(data []byte) string {
+	_, rest, ok := bytes.Cut(data, []byte(`"kind":"`))
+	if !ok {
+		return ""
+	}
+	k, _, ok := bytes.Cut(rest, []byte(`"`))
+	if !ok {
+		return ""
+	}
+	return string(k)
+}
+
+func (s *httpServer) serveClusterEvents(w http.ResponseWriter, r *http.Request, kinds kindMask) {
+	h := s.a.events
+	own, err := h.subscribe(kinds)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	defer h.unsubscribe(own)
+	f := s.acquireFeed()
+	defer s.releaseFeed(f)
+	merged, err := f.hub.subscribe(kinds)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	defer f.hub.unsubscribe(merged)
 	sw := newSSEWriter(w)
 	if err := sw.start(); err != nil {
 		return
 	}
 	defer sw.stop()
-	seen := map[string]string{} // member -> its stream's last status reported
-	writeItem := func(it item) error {
-		ev := it.ev
-		if ev == nil {
-			return sw.data(it.data)
+	if kinds&kindBits[api.EventStreamStatus] != 0 {
+		for _, m := range f.joined() {
+			ev := &Event{Kind: api.EventStreamStatus, Node: h.node, Time: h.now().UTC().Format(api.EventTimeFormat), Peer: m, Status: "joined"}
+			if sw.event(ev) != nil {
+				return
+			}
 		}
-		if seen[ev.Peer] == ev.Status {
-			return nil // a member still unreachable: said once
-		}
-		seen[ev.Peer] = ev.Status
-		ev.Node, ev.Time = h.node, h.now().UTC().Format(api.EventTimeFormat)
-		b, err := json.Marshal(ev)
-		if err != nil {
-			return err
-		}
-		return sw.data(b)
 	}
-	look()
-	tick := time.NewTicker(eventClusterLook)
-	defer tick.Stop()
 	hb := time.NewTicker(api.EventHeartbeat)
 	defer hb.Stop()
 	for {
 		select {
-		case b := <-sub.ch:
+		case b := <-own.ch:
 			if sw.data(b) != nil {
 				return
 			}
 			sw.soon()
-		case it := <-merged:
-			if writeItem(it) != nil {
+		case b := <-merged.ch:
+			if sw.data(b) != nil {
 				return
 			}
 			sw.soon()
@@ -183,14 +248,10 @@ func (s *httpServer) serveClusterEvents(w http.ResponseWriter, r *http.Request, 
 			if sw.flush() != nil {
 				return
 			}
-		case name := <-ended:
-			delete(streams, name)
-		case <-tick.C:
-			look()
-		case <-sub.over:
+		case <-own.over:
 			sw.final(h, fmt.Sprintf("client fell behind: %d events were waiting for it", eventSubBuffer))
 			return
-		case <-over:
+		case <-merged.over:
 			sw.final(h, fmt.Sprintf("client fell behind: %d events from the members were waiting for it", eventSubBuffer))
 			return
 		case <-hb.C:
@@ -199,25 +260,18 @@ func (s *httpServer) serveClusterEvents(w http.ResponseWriter, r *http.Request, 
 			}
 		case <-h.done:
 			return
+		case <-f.hub.done:
+			return
 		case <-r.Context().Done():
 			return
 		}
 	}
 }
 
-var (
-	droppedKind  = []byte(`"kind":"dropped"`)
-	errStopMerge = errors.New("merged stream ended")
-)
-
-// openMemberEvents opens the event stream of the member whose API is at
-// addr, with the query given, and returns its body.
-func openMemberEvents(ctx context.Context, addr, query string) (io.ReadCloser, error) {
-	u := "http://" + addr + "/v1/events"
-	if query != "" {
-		u += "?" + query
-	}
-	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+// openMemberEvents opens the event stream (every kind) of the member whose
+// API is at addr and returns its body.
+func openMemberEvents(ctx context.Context, addr string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/v1/events", nil)
 	if err != nil {
 		return nil, err
 	}
