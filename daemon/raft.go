@@ -183,7 +183,13 @@ func (c *coord) start() error {
 		return fmt.Errorf("raft: %w", err)
 	}
 	c.r = r
-	c.wg.Add(4)
+	obs := make(chan raft.Observation, 16)
+	r.RegisterObserver(raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	}))
+	c.wg.Add(5)
+	go c.watchLeaders(obs)
 	go c.watchLeadership(notify)
 	go c.bootstrapLoop()
 	go c.autopilotLoop()
@@ -247,6 +253,21 @@ func (c *coord) watchLeadership(notify <-chan bool) {
 					c.ready.Store(term)
 				}
 			}()
+		}
+	}
+}
+
+// watchLeaders emits a leader event (events.go) each time this node
+// learns of a new leader, or of none.
+func (c *coord) watchLeaders(obs <-chan raft.Observation) {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case o := <-obs:
+			lo := o.Data.(raft.LeaderObservation)
+			c.a.events.leader(string(lo.LeaderID), c.r.CurrentTerm())
 		}
 	}
 }
