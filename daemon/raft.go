@@ -5,11 +5,12 @@ package daemon
 // Consul forms its servers' group:
 //
 //   - Bootstrap. A node with no raft state waits until serf shows at least
-//     BootstrapExpect alive members and membership has settled; then only
-//     the member with the lowest name, and only if every alive member
-//     answers that it holds no raft state either (a raft-status call),
-//     bootstraps the group with the first Voters alive members (by name) as
-//     voters. The others learn of the group from the leader. A node that
+//     BootstrapExpect alive members running a raft server and membership
+//     has settled; then only the lowest-named of them, and only if every
+//     alive member answers that it holds no raft state either (a
+//     raft-status call), bootstraps the group with the first Voters of them
+//     (by name) as voters. Members started with --bootstrap-expect 0 run no
+//     raft server and are never added. The others learn of the group from the leader. A node that
 //     has raft state (a restart) never bootstraps: it resumes. As with
 //     Consul's bootstrap_expect, two disjoint sets of nodes started apart
 //     would form two groups; they are one group as soon as they see each
@@ -82,6 +83,7 @@ type coord struct {
 	addrs      sync.Map      // member name -> API address
 	changed    atomic.Int64  // unix ns of the last membership change
 	ready      atomic.Uint64 // term in which this leader's barrier completed
+	rounds     atomic.Int64  // autopilot rounds run as leader (tests)
 	leaderMu   sync.Mutex    // guards lastLeader
 	lastLeader string
 
@@ -284,6 +286,7 @@ func (c *coord) hasState() bool {
 
 // raftStatus is the reply to a raft-status call.
 type raftStatus struct {
+	Off           bool // the node runs no raft server (--bootstrap-expect 0)
 	HasState      bool
 	Leader        string
 	Term          uint64
@@ -350,14 +353,20 @@ func (c *coord) bootstrapLoop() {
 			return
 		}
 		alive := c.aliveMembers()
-		if len(alive) < c.expect || alive[0] != c.a.cfg.Name {
+		if len(alive) < c.expect {
 			continue
 		}
 		if time.Since(time.Unix(0, c.changed.Load())) < bootstrapSettle {
 			continue
 		}
+		// The candidates: the alive members that run a raft server.
+		var cands []string
 		ok := true
-		for _, n := range alive[1:] {
+		for _, n := range alive {
+			if n == c.a.cfg.Name {
+				cands = append(cands, n)
+				continue
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			st, err := c.askStatus(ctx, n)
 			cancel()
@@ -365,12 +374,15 @@ func (c *coord) bootstrapLoop() {
 				ok = false // unreachable, or a group exists: wait to be added
 				break
 			}
+			if !st.Off {
+				cands = append(cands, n)
+			}
 		}
-		if !ok {
+		if !ok || len(cands) < c.expect || cands[0] != c.a.cfg.Name {
 			continue
 		}
 		servers := make([]raft.Server, 0, c.voters)
-		for _, n := range alive[:min(len(alive), c.voters)] {
+		for _, n := range cands[:min(len(cands), c.voters)] {
 			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(n), Address: raft.ServerAddress(n)})
 		}
 		if err := c.r.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
@@ -417,6 +429,7 @@ func (c *coord) autopilotLoop() {
 			continue
 		}
 		c.reconcile(f.Configuration(), status, failedSince, addedAt, now)
+		c.rounds.Add(1)
 	}
 }
 
@@ -459,6 +472,12 @@ func (c *coord) reconcile(cfg raft.Configuration, status map[string]serf.MemberS
 	for n, st := range status {
 		if _, ok := in[n]; ok || st != serf.StatusAlive {
 			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		rs, err := c.askStatus(ctx, n)
+		cancel()
+		if err != nil || rs.Off {
+			continue // unreachable now, or runs no raft server
 		}
 		if err := c.r.AddNonvoter(raft.ServerID(n), raft.ServerAddress(n), 0, 0).Error(); err != nil {
 			c.log.Warn("raft: add non-voter", "server", n, "err", err)

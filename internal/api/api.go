@@ -24,6 +24,7 @@
 //	GET    /v1/summaries?b=1,2     summaries of those digest buckets (binary)
 //	GET    /v1/events[?kinds=K,..&cluster=1]  Server-Sent Events: see events.go
 //	POST   /v1/faults ...          fault injection: see faults.go and daemon/faultsapi.go
+//	GET    /v1/leader, /v1/kv/KEY?consistent=1, /v1/locks/NAME: the Raft group (internal/api/raft.go)
 //
 // KEY is path-escaped (url.PathEscape), so it may contain '/'. A query
 // string that does not parse is refused (400).
