@@ -72,7 +72,8 @@ type Agent struct {
 	snapAddrs  map[string]string // serf snapshot's members at start: name -> gossip addr
 	knownDirty chan struct{}     // membership changed; knownLoop saves
 
-	events *eventHub // GET /v1/events (events.go)
+	events *eventHub    // GET /v1/events (events.go)
+	feeds  clusterFeeds // merged streams' shared member streams (events_cluster.go)
 
 	eventCh chan serf.Event
 	stopCh  chan struct{}

@@ -18,9 +18,11 @@ package daemon
 //	GET    /v1/check[?timeout=D]   CheckResult: do all alive nodes hold the same data? (fan-out bounded by D, default 5s)
 //	GET    /v1/digest              the node's digest (binary, store/codec.go)
 //	GET    /v1/summaries?b=1,2     summaries of those digest buckets (binary)
+//	GET    /v1/events[?kinds=K,..&cluster=1]  Server-Sent Events: see events.go
 //	POST   /v1/faults ...          fault injection: see faultsapi.go
 //	GET    /v1/keyring             KeyringResult: the gossip keys and how many members hold each
 //	POST   /v1/keyring/{install,use,remove}  body {"key": "BASE64"}; KeyringResult (keyring.go)
+//	GET    /v1/leader, /v1/kv/KEY?consistent=1, /v1/locks/NAME: the Raft group (internal/api/raft.go)
 //
 // KEY is path-escaped (url.PathEscape), so it may contain '/'. A query
 // string that does not parse is refused (400).

@@ -89,6 +89,9 @@ func (m *kindMux) HandleMessage(ctx context.Context, from, kind string, body []b
 // handle serves a raft-* call.
 func (c *coord) handle(ctx context.Context, kind string, body []byte) ([]byte, error) {
 	if c.r == nil {
+		if kind == kindRaftStatus {
+			return encodeMsgpack(raftStatus{Off: true, LastContactMs: -1})
+		}
 		return nil, fmt.Errorf("raft is off on %s (--bootstrap-expect 0)", c.a.cfg.Name)
 	}
 	switch kind {
@@ -204,6 +207,7 @@ func (c *coord) exec(ctx context.Context, op *coordOp) (coordReply, error) {
 		if err != nil {
 			return coordReply{}, err
 		}
+		c.a.writes.Add(1) // the idle loop frees memory once writes stop (agent.go maintain)
 		return coordReply{Code: res.Code, Version: res.Version, Existed: res.Existed, Lock: res.Lock, Leader: leader}, nil
 	}
 	return coordReply{}, fmt.Errorf("unknown operation %d", op.Op)

@@ -19,6 +19,7 @@ package daemon
 // stream alive through proxies and shows a dead client.
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -235,6 +236,36 @@ func (h *eventHub) emit(ev *Event) {
 	}
 }
 
+// emitRaw offers an encoded event of kind to every subscriber that wants
+// it, as it is (a member's event passed on by a merged stream). It never
+// blocks.
+func (h *eventHub) emitRaw(kind string, b []byte) {
+	if !h.active() {
+		return
+	}
+	bit, ok := kindBits[kind]
+	if !ok {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.want&bit == 0 {
+		return
+	}
+	b = bytes.Clone(b)
+	for s := range h.subs {
+		if s.kinds&bit == 0 {
+			continue
+		}
+		select {
+		case s.ch <- b:
+		default:
+			h.removeLocked(s)
+			close(s.over)
+		}
+	}
+}
+
 // write reports a local write.
 func (h *eventHub) writeEvent(e store.Entry) {
 	if !h.active() {
@@ -298,6 +329,7 @@ func (s *httpServer) serveEvents(w http.ResponseWriter, r *http.Request) {
 	if err := sw.start(); err != nil {
 		return
 	}
+	defer sw.stop()
 	hb := time.NewTicker(api.EventHeartbeat)
 	defer hb.Stop()
 	for {
@@ -306,12 +338,8 @@ func (s *httpServer) serveEvents(w http.ResponseWriter, r *http.Request) {
 			if sw.data(b) != nil {
 				return
 			}
-			// Send what else is queued in the same flush.
-			for more := len(sub.ch); more > 0; more-- {
-				if sw.data(<-sub.ch) != nil {
-					return
-				}
-			}
+			sw.soon()
+		case <-sw.due():
 			if sw.flush() != nil {
 				return
 			}
@@ -331,14 +359,50 @@ func (s *httpServer) serveEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 // sseWriter writes Server-Sent Events to a client with a deadline per
-// write, not the server's.
+// write, not the server's. Events are flushed eventFlushDelay after the
+// first one not yet flushed, so that a busy stream sends one packet per
+// batch rather than one per event. It is used by one goroutine.
 type sseWriter struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timer   *time.Timer // runs while pending
+	pending bool        // written, not flushed
+	set     time.Time   // when the write deadline was last moved
 }
+
+// eventFlushDelay is how long an event may wait for others to share its
+// flush.
+const eventFlushDelay = 20 * time.Millisecond
 
 func newSSEWriter(w http.ResponseWriter) *sseWriter {
 	return &sseWriter{w: w, rc: http.NewResponseController(w)}
+}
+
+// soon makes sure a flush is due within eventFlushDelay.
+func (sw *sseWriter) soon() {
+	if sw.pending {
+		return
+	}
+	sw.pending = true
+	if sw.timer == nil {
+		sw.timer = time.NewTimer(eventFlushDelay)
+	} else {
+		sw.timer.Reset(eventFlushDelay)
+	}
+}
+
+// due fires when a flush is due; nil (never) when none is pending.
+func (sw *sseWriter) due() <-chan time.Time {
+	if !sw.pending {
+		return nil
+	}
+	return sw.timer.C
+}
+
+func (sw *sseWriter) stop() {
+	if sw.timer != nil {
+		sw.timer.Stop()
+	}
 }
 
 // streamDeadlines lifts the server's read and write deadlines from a
@@ -360,8 +424,13 @@ func (sw *sseWriter) start() error {
 	return sw.comment("peerctl events")
 }
 
+// deadline gives the writes that follow eventWriteTimeout, give or take a
+// second (moving it for every event would cost more than the event).
 func (sw *sseWriter) deadline() {
-	sw.rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout))
+	if now := time.Now(); now.Sub(sw.set) > time.Second {
+		sw.rc.SetWriteDeadline(now.Add(eventWriteTimeout))
+		sw.set = now
+	}
 }
 
 // data writes one event without flushing.
@@ -379,6 +448,7 @@ func (sw *sseWriter) data(b []byte) error {
 
 func (sw *sseWriter) flush() error {
 	sw.deadline()
+	sw.pending = false
 	return sw.rc.Flush()
 }
 
@@ -387,7 +457,7 @@ func (sw *sseWriter) comment(text string) error {
 	if _, err := sw.w.Write([]byte(": " + text + "\n\n")); err != nil {
 		return err
 	}
-	return sw.rc.Flush()
+	return sw.flush()
 }
 
 // event encodes and writes ev, flushed.

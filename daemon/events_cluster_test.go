@@ -70,6 +70,22 @@ func TestEventsCluster(t *testing.T) {
 		}
 		return nil
 	})
+	// A second merged stream shares the members' streams: it is told
+	// which are open, and the members serve no more streams than before.
+	merged2, err := c1.Events(ctx, "", []string{api.EventStreamStatus}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer merged2.Close()
+	for _, want := range []string{"n2", "n3"} {
+		if ev := next(t, merged2); ev.Kind != api.EventStreamStatus || ev.Status != "joined" || ev.Peer != want {
+			t.Fatalf("second merged stream: %+v; want %s joined", ev, want)
+		}
+	}
+	if n2, n3 := nodes[1].events.n.Load(), nodes[2].events.n.Load(); n2 != 2 || n3 != 1 {
+		t.Fatalf("with two merged streams n2 serves %d streams, n3 %d; want 2 and 1 (shared)", n2, n3)
+	}
+	merged2.Close()
 	// Past the API's write timeout, the forwarded stream still streams.
 	time.Sleep(1500 * time.Millisecond)
 	for i, nd := range nodes {

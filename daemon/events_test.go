@@ -77,7 +77,7 @@ func TestEventsOrderAndFilter(t *testing.T) {
 	}
 	defer writes.Close()
 	subscribed(t, h, 2)
-	const n = 100 // below the sampling rate
+	const n = api.EventSampleRate // not above the sampling rate
 	go func() {
 		for i := range n {
 			h.writeEvent(writeOf(fmt.Sprintf("k%03d", i)))

@@ -5,11 +5,12 @@ package daemon
 // Consul forms its servers' group:
 //
 //   - Bootstrap. A node with no raft state waits until serf shows at least
-//     BootstrapExpect alive members and membership has settled; then only
-//     the member with the lowest name, and only if every alive member
-//     answers that it holds no raft state either (a raft-status call),
-//     bootstraps the group with the first Voters alive members (by name) as
-//     voters. The others learn of the group from the leader. A node that
+//     BootstrapExpect alive members running a raft server and membership
+//     has settled; then only the lowest-named of them, and only if every
+//     alive member answers that it holds no raft state either (a
+//     raft-status call), bootstraps the group with the first Voters of them
+//     (by name) as voters. Members started with --bootstrap-expect 0 run no
+//     raft server and are never added. The others learn of the group from the leader. A node that
 //     has raft state (a restart) never bootstraps: it resumes. As with
 //     Consul's bootstrap_expect, two disjoint sets of nodes started apart
 //     would form two groups; they are one group as soon as they see each
@@ -45,6 +46,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/serf/serf"
 )
 
@@ -81,6 +83,7 @@ type coord struct {
 	addrs      sync.Map      // member name -> API address
 	changed    atomic.Int64  // unix ns of the last membership change
 	ready      atomic.Uint64 // term in which this leader's barrier completed
+	rounds     atomic.Int64  // autopilot rounds run as leader (tests)
 	leaderMu   sync.Mutex    // guards lastLeader
 	lastLeader string
 
@@ -158,17 +161,23 @@ func (c *coord) start() error {
 		if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
 			return fmt.Errorf("raft: %w", err)
 		}
-		w, err := wal.Open(filepath.Join(dir, "wal"), wal.WithLogger(cfg.Logger.Named("wal")), wal.WithSegmentSize(16<<20))
+		// raft-wal's Close leaves its metadata database (bolt, locked with
+		// flock) open: hold it here and close it after the log, or a
+		// restart in the same process waits on the lock for ever.
+		meta := &metadb.BoltMetaDB{}
+		w, err := wal.Open(filepath.Join(dir, "wal"), wal.WithLogger(cfg.Logger.Named("wal")), wal.WithSegmentSize(16<<20), wal.WithMetaStore(meta))
 		if err != nil {
+			meta.Close()
 			return fmt.Errorf("raft: open log in %s: %w", dir, err)
 		}
 		fs, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, cfg.Logger.Named("snapshot"))
 		if err != nil {
 			w.Close()
+			meta.Close()
 			return fmt.Errorf("raft: open snapshots in %s: %w", dir, err)
 		}
 		logs, stable, snaps = w, w, fs
-		c.closer = w.Close
+		c.closer = func() error { return errors.Join(w.Close(), meta.Close()) }
 	}
 	r, err := raft.NewRaft(cfg, c.fsm, logs, stable, snaps, c.nt)
 	if err != nil {
@@ -176,7 +185,13 @@ func (c *coord) start() error {
 		return fmt.Errorf("raft: %w", err)
 	}
 	c.r = r
-	c.wg.Add(4)
+	obs := make(chan raft.Observation, 16)
+	r.RegisterObserver(raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	}))
+	c.wg.Add(5)
+	go c.watchLeaders(obs)
 	go c.watchLeadership(notify)
 	go c.bootstrapLoop()
 	go c.autopilotLoop()
@@ -244,6 +259,21 @@ func (c *coord) watchLeadership(notify <-chan bool) {
 	}
 }
 
+// watchLeaders emits a leader event (events.go) each time this node
+// learns of a new leader, or of none.
+func (c *coord) watchLeaders(obs <-chan raft.Observation) {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case o := <-obs:
+			lo := o.Data.(raft.LeaderObservation)
+			c.a.events.leader(string(lo.LeaderID), c.r.CurrentTerm())
+		}
+	}
+}
+
 // hasState reports whether this node holds raft state: it has been part of
 // a group.
 func (c *coord) hasState() bool {
@@ -256,6 +286,7 @@ func (c *coord) hasState() bool {
 
 // raftStatus is the reply to a raft-status call.
 type raftStatus struct {
+	Off           bool // the node runs no raft server (--bootstrap-expect 0)
 	HasState      bool
 	Leader        string
 	Term          uint64
@@ -322,14 +353,20 @@ func (c *coord) bootstrapLoop() {
 			return
 		}
 		alive := c.aliveMembers()
-		if len(alive) < c.expect || alive[0] != c.a.cfg.Name {
+		if len(alive) < c.expect {
 			continue
 		}
 		if time.Since(time.Unix(0, c.changed.Load())) < bootstrapSettle {
 			continue
 		}
+		// The candidates: the alive members that run a raft server.
+		var cands []string
 		ok := true
-		for _, n := range alive[1:] {
+		for _, n := range alive {
+			if n == c.a.cfg.Name {
+				cands = append(cands, n)
+				continue
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			st, err := c.askStatus(ctx, n)
 			cancel()
@@ -337,12 +374,15 @@ func (c *coord) bootstrapLoop() {
 				ok = false // unreachable, or a group exists: wait to be added
 				break
 			}
+			if !st.Off {
+				cands = append(cands, n)
+			}
 		}
-		if !ok {
+		if !ok || len(cands) < c.expect || cands[0] != c.a.cfg.Name {
 			continue
 		}
 		servers := make([]raft.Server, 0, c.voters)
-		for _, n := range alive[:min(len(alive), c.voters)] {
+		for _, n := range cands[:min(len(cands), c.voters)] {
 			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(n), Address: raft.ServerAddress(n)})
 		}
 		if err := c.r.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
@@ -389,6 +429,7 @@ func (c *coord) autopilotLoop() {
 			continue
 		}
 		c.reconcile(f.Configuration(), status, failedSince, addedAt, now)
+		c.rounds.Add(1)
 	}
 }
 
@@ -431,6 +472,12 @@ func (c *coord) reconcile(cfg raft.Configuration, status map[string]serf.MemberS
 	for n, st := range status {
 		if _, ok := in[n]; ok || st != serf.StatusAlive {
 			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		rs, err := c.askStatus(ctx, n)
+		cancel()
+		if err != nil || rs.Off {
+			continue // unreachable now, or runs no raft server
 		}
 		if err := c.r.AddNonvoter(raft.ServerID(n), raft.ServerAddress(n), 0, 0).Error(); err != nil {
 			c.log.Warn("raft: add non-voter", "server", n, "err", err)

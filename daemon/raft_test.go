@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -193,6 +194,11 @@ func TestRaftGroup(t *testing.T) {
 				rest = append(rest, n)
 			}
 		}
+		sub, err := rest[0].events.subscribe(kindBits[api.EventLeader])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rest[0].events.unsubscribe(sub)
 		killed := time.Now()
 		dead.Shutdown()
 		var newLeader string
@@ -204,6 +210,20 @@ func TestRaftGroup(t *testing.T) {
 			return err
 		})
 		elected := time.Since(killed)
+		// The survivors report the new leader as a leader event.
+		waitFor(t, 10*time.Second, "a leader event naming "+newLeader, func() error {
+			for {
+				select {
+				case b := <-sub.ch:
+					var ev api.Event
+					if json.Unmarshal(b, &ev) == nil && ev.Kind == api.EventLeader && ev.Leader == newLeader && ev.Term > 0 {
+						return nil
+					}
+				default:
+					return fmt.Errorf("none yet")
+				}
+			}
+		})
 		waitFor(t, 30*time.Second, "a consistent write after failover", func() error {
 			_, err := clientOf(rest[0]).ConsistentPut(ctx, "", "cfg/after", []byte("z"), api.PutOptions{})
 			return err
@@ -214,4 +234,54 @@ func TestRaftGroup(t *testing.T) {
 			t.Fatalf("acknowledged write after failover = %+v, %v; want two", kv, err)
 		}
 	})
+}
+
+// A member started with BootstrapExpect 0 runs no raft server: the group
+// forms without it and never adds it, and a consistent operation through
+// it fails as no quorum, saying why.
+func TestRaftOffMember(t *testing.T) {
+	var nodes []*testNode
+	for i := 0; i < 4; i++ {
+		var join []string
+		if i > 0 {
+			join = []string{nodes[0].GossipAddr()}
+		}
+		cfg := testConfig(t, fmt.Sprintf("n%d", i+1), t.TempDir(), join...)
+		if i == 0 {
+			cfg.BootstrapExpect = 0 // the lowest name: it must not block the bootstrap
+		}
+		nodes = append(nodes, startNode(t, cfg))
+	}
+	leader := waitLeader(t, nodes[1:])
+	ctx := context.Background()
+	if _, err := clientOf(nodes[1]).ConsistentPut(ctx, "", "k", []byte("v"), api.PutOptions{}); err != nil {
+		t.Fatalf("ConsistentPut = %v", err)
+	}
+	_, err := clientOf(nodes[0]).ConsistentGet(ctx, "", "k")
+	if !errors.Is(err, api.ErrNoQuorum) || !strings.Contains(err.Error(), "raft is off") {
+		t.Fatalf("ConsistentGet through the member without raft = %v; want no quorum, raft is off", err)
+	}
+	// Let the leader's autopilot run twice more: it must not add it.
+	var lead *testNode
+	for _, n := range nodes[1:] {
+		if n.Name() == leader {
+			lead = n
+		}
+	}
+	r0 := lead.coord.rounds.Load()
+	waitFor(t, 20*time.Second, "two autopilot rounds", func() error {
+		if lead.coord.rounds.Load() < r0+2 {
+			return fmt.Errorf("%d rounds", lead.coord.rounds.Load()-r0)
+		}
+		return nil
+	})
+	l := nodes[1].coord.leaderInfo(ctx)
+	for _, s := range l.Servers {
+		if s.Name == nodes[0].Name() {
+			t.Fatalf("the member without raft is in the configuration: %+v", l.Servers)
+		}
+	}
+	if len(l.Servers) != 3 {
+		t.Fatalf("configuration %+v; want the 3 raft members", l.Servers)
+	}
 }

@@ -22,8 +22,10 @@
 //	GET    /v1/check               CheckResult: do all alive nodes hold the same data?
 //	GET    /v1/digest              the node's digest (binary, store/codec.go)
 //	GET    /v1/summaries?b=1,2     summaries of those digest buckets (binary)
+//	GET    /v1/events[?kinds=K,..&cluster=1]  Server-Sent Events: see events.go
 //	POST   /v1/faults ...          fault injection: see faults.go and daemon/faultsapi.go
 //	GET    /  and /ui/             the dashboard, a web page (internal/ui)
+//	GET    /v1/leader, /v1/kv/KEY?consistent=1, /v1/locks/NAME: the Raft group (internal/api/raft.go)
 //
 // KEY is path-escaped (url.PathEscape), so it may contain '/'. A query
 // string that does not parse is refused (400).

@@ -57,7 +57,7 @@ const EventHeartbeat = 15 * time.Second
 
 // EventSampleRate is the number of write (and of apply) events per second
 // a node sends before it samples them.
-const EventSampleRate = 200
+const EventSampleRate = 50
 
 // Event is one event of the stream. Fields beyond Time, Node and Kind
 // belong to kinds as noted; empty ones are left out of the JSON.
@@ -233,6 +233,18 @@ func (c *Client) Events(ctx context.Context, node string, kinds []string, cluste
 // lines and fields other than data are skipped; the data lines of one
 // message are joined with newlines, as EventSource does.
 func ReadEvents(r io.Reader, fn func(Event) error) error {
+	return ReadEventData(r, func(data []byte) error {
+		var ev Event
+		if err := json.Unmarshal(data, &ev); err != nil {
+			return fmt.Errorf("decode event %q: %w", data, err)
+		}
+		return fn(ev)
+	})
+}
+
+// ReadEventData is ReadEvents without decoding: fn gets each message's
+// data, valid only until fn returns.
+func ReadEventData(r io.Reader, fn func([]byte) error) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), maxEventLine)
 	var data []byte
@@ -242,14 +254,10 @@ func ReadEvents(r io.Reader, fn func(Event) error) error {
 			if len(data) == 0 {
 				continue
 			}
-			var ev Event
-			if err := json.Unmarshal(data, &ev); err != nil {
-				return fmt.Errorf("decode event %q: %w", data, err)
-			}
-			data = data[:0]
-			if err := fn(ev); err != nil {
+			if err := fn(data); err != nil {
 				return err
 			}
+			data = data[:0]
 			continue
 		}
 		if line[0] == ':' {
