@@ -84,6 +84,7 @@ func commands(create createFunc) []*cli.Command {
 
 		membersCommand(),
 		leaderCommand(), // leader.go
+		watchCommand(),
 		infoCommand(),
 		killCommand(),
 		leaveCommand(),

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -193,6 +194,11 @@ func TestRaftGroup(t *testing.T) {
 				rest = append(rest, n)
 			}
 		}
+		sub, err := rest[0].events.subscribe(kindBits[api.EventLeader])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rest[0].events.unsubscribe(sub)
 		killed := time.Now()
 		dead.Shutdown()
 		var newLeader string
@@ -204,6 +210,20 @@ func TestRaftGroup(t *testing.T) {
 			return err
 		})
 		elected := time.Since(killed)
+		// The survivors report the new leader as a leader event.
+		waitFor(t, 10*time.Second, "a leader event naming "+newLeader, func() error {
+			for {
+				select {
+				case b := <-sub.ch:
+					var ev api.Event
+					if json.Unmarshal(b, &ev) == nil && ev.Kind == api.EventLeader && ev.Leader == newLeader && ev.Term > 0 {
+						return nil
+					}
+				default:
+					return fmt.Errorf("none yet")
+				}
+			}
+		})
 		waitFor(t, 30*time.Second, "a consistent write after failover", func() error {
 			_, err := clientOf(rest[0]).ConsistentPut(ctx, "", "cfg/after", []byte("z"), api.PutOptions{})
 			return err

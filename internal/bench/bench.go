@@ -70,6 +70,7 @@ machine.`,
 			benchThroughputCommand(),
 			benchMemoryCommand(),
 			benchFailoverCommand(),
+			benchEventsCommand(),
 		},
 	}
 }
