@@ -395,7 +395,7 @@ func pollLeaders(ctx context.Context, c *cluster, h *coordHistory, clients []*ap
 }
 
 // finalReads reads every key of the history consistently through every
-// agent, after the cluster has healed: a lost acknowledged write shows as
+// running agent, after the cluster has healed: a lost acknowledged write shows as
 // a read the checker cannot linearize. It retries each read that got no
 // answer for up to leaderTimeout.
 func finalReads(c *cluster, h *coordHistory) error {
@@ -408,6 +408,10 @@ func finalReads(c *cluster, h *coordHistory) error {
 	defer hc.CloseIdleConnections()
 	var errs []string
 	for ai, a := range c.agents {
+		if !a.running() {
+			errs = append(errs, a.name+" is not running: not read")
+			continue
+		}
 		cl := api.NewClientWith(a.api, hc)
 		for _, k := range keys {
 			deadline := time.Now().Add(leaderTimeout)

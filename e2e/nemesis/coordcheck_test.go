@@ -44,7 +44,17 @@ func (s splitBrain) String() string {
 			}
 			who = append(who, fmt.Sprintf("%s at +%s (%s)", r.Node, r.At.Round(time.Millisecond), r.Source))
 		}
-		parts = append(parts, fmt.Sprintf("%s named by %s", n, strings.Join(who, ", ")))
+		claim := "only named by others"
+		for _, r := range rs {
+			if r.Self {
+				claim = "claimed by itself"
+				if r.Source == "log" {
+					claim = "won the election (its log)"
+					break
+				}
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s, %s, named by %s", n, claim, strings.Join(who, ", ")))
 	}
 	return fmt.Sprintf("term %d has %d leaders: %s", s.Term, len(s.Leaders), strings.Join(parts, "; "))
 }

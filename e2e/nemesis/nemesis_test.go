@@ -523,9 +523,30 @@ func runNemesis(t *testing.T, seed uint64, dur time.Duration) {
 		}
 	}()
 
+	// The coordination workload: linearizability, one leader per term,
+	// lock safety, and no acknowledged consistent write lost (the final
+	// reads, at every running node, are part of the history checked). It
+	// runs after the gossip checks, or when they give up early.
+	coordChecked := false
+	checkCoordination := func() {
+		if coordChecked {
+			return
+		}
+		coordChecked = true
+		if _, _, err := waitLeader(c, leaderTimeout); err != nil {
+			failf("no raft leader known to all after heal: %v", err)
+		} else if err := finalReads(c, coord); err != nil {
+			failf("final consistent reads: %v", err)
+		}
+		coord.reports = append(coord.reports, electionReports(c)...)
+		sum.coord = checkCoord(coord)
+		checkCoordFailures(t, failf, coord, sum.coord)
+	}
+
 	// Heal everything, bring every node back, and wait for convergence.
 	if err := nem.finish(); err != nil {
 		failf("final heal and restart: %v", err)
+		checkCoordination()
 		return
 	}
 	healed := time.Now()
@@ -572,6 +593,7 @@ func runNemesis(t *testing.T, seed uint64, dur time.Duration) {
 		if last != nil {
 			t.Logf("last check: %+v", *last)
 		}
+		checkCoordination()
 		return
 	}
 	t.Logf("converged %s after heal and restart", took.Round(time.Millisecond))
@@ -589,6 +611,7 @@ func runNemesis(t *testing.T, seed uint64, dur time.Duration) {
 	rcancel()
 	if err != nil {
 		failf("read final state: %v", err)
+		checkCoordination()
 		return
 	}
 	for _, s := range final[c.agents[0].name] {
@@ -634,17 +657,7 @@ func runNemesis(t *testing.T, seed uint64, dur time.Duration) {
 		}
 	}
 
-	// The coordination workload: linearizability, one leader per term,
-	// lock safety, and no acknowledged consistent write lost (the final
-	// reads, at every node, are part of the history checked).
-	if _, _, err := waitLeader(c, leaderTimeout); err != nil {
-		failf("no raft leader known to all after heal: %v", err)
-	} else if err := finalReads(c, coord); err != nil {
-		failf("final consistent reads: %v", err)
-	}
-	coord.reports = append(coord.reports, electionReports(c)...)
-	sum.coord = checkCoord(coord)
-	checkCoordFailures(t, failf, coord, sum.coord)
+	checkCoordination()
 
 	// (c): no daemon died that the nemesis did not kill.
 	for _, d := range c.unexpectedDeaths() {
