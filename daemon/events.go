@@ -15,8 +15,13 @@ package daemon
 // Each stream's handler replaces the server's read and write timeouts,
 // which would cut it: reads get no deadline (a GET has no body), each write
 // its own (eventWriteTimeout), as the replication stream does
-// (transport.go). A comment line every api.EventHeartbeat keeps an idle
-// stream alive through proxies and shows a dead client.
+// (transport.go). Events are flushed in batches, eventFlushDelay after
+// the first unflushed one. A comment line every api.EventHeartbeat keeps
+// an idle stream alive through proxies and shows a dead client.
+//
+// Sources: events_member.go (member), events_fault.go (fault), the
+// one-line hooks in agent.go (write), replicate.go (apply, sync); leader
+// events are for the coordination group to send (eventHub.leader).
 
 import (
 	"bytes"
