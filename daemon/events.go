@@ -15,8 +15,14 @@ package daemon
 // Each stream's handler replaces the server's read and write timeouts,
 // which would cut it: reads get no deadline (a GET has no body), each write
 // its own (eventWriteTimeout), as the replication stream does
-// (transport.go). A comment line every api.EventHeartbeat keeps an idle
-// stream alive through proxies and shows a dead client.
+// (transport.go). Member, fault, leader and stream events are flushed at
+// once; write, apply and sync events, the bulk, in batches, eventFlushDelay
+// after the first unflushed one. A comment line every api.EventHeartbeat keeps
+// an idle stream alive through proxies and shows a dead client.
+//
+// Sources: events_member.go (member), events_fault.go (fault), the
+// one-line hooks in agent.go (write), replicate.go (apply, sync); leader
+// events are for the coordination group to send (eventHub.leader).
 
 import (
 	"bytes"
@@ -335,10 +341,9 @@ func (s *httpServer) serveEvents(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case b := <-sub.ch:
-			if sw.data(b) != nil {
+			if sw.data(b) != nil || sw.sent(b) != nil {
 				return
 			}
-			sw.soon()
 		case <-sw.due():
 			if sw.flush() != nil {
 				return
@@ -359,9 +364,10 @@ func (s *httpServer) serveEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 // sseWriter writes Server-Sent Events to a client with a deadline per
-// write, not the server's. Events are flushed eventFlushDelay after the
-// first one not yet flushed, so that a busy stream sends one packet per
-// batch rather than one per event. It is used by one goroutine.
+// write, not the server's. Bulk events (write, apply, sync) are flushed
+// eventFlushDelay after the first one not yet flushed, so that a busy
+// stream sends one packet per batch rather than one per event; the rest at
+// once. It is used by one goroutine.
 type sseWriter struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
@@ -372,7 +378,18 @@ type sseWriter struct {
 
 // eventFlushDelay is how long an event may wait for others to share its
 // flush.
-const eventFlushDelay = 20 * time.Millisecond
+const eventFlushDelay = 100 * time.Millisecond
+
+// sent flushes now after an event that should not wait (b is its JSON),
+// or makes sure a flush is due soon after a bulk one.
+func (sw *sseWriter) sent(b []byte) error {
+	switch rawKind(b) {
+	case api.EventWrite, api.EventApply, api.EventSync:
+		sw.soon()
+		return nil
+	}
+	return sw.flush()
+}
 
 func newSSEWriter(w http.ResponseWriter) *sseWriter {
 	return &sseWriter{w: w, rc: http.NewResponseController(w)}

@@ -235,15 +235,13 @@ func (s *httpServer) serveClusterEvents(w http.ResponseWriter, r *http.Request, 
 	for {
 		select {
 		case b := <-own.ch:
-			if sw.data(b) != nil {
+			if sw.data(b) != nil || sw.sent(b) != nil {
 				return
 			}
-			sw.soon()
 		case b := <-merged.ch:
-			if sw.data(b) != nil {
+			if sw.data(b) != nil || sw.sent(b) != nil {
 				return
 			}
-			sw.soon()
 		case <-sw.due():
 			if sw.flush() != nil {
 				return

@@ -151,6 +151,19 @@ func TestEventsCluster(t *testing.T) {
 	waitEvent(t, merged, 10*time.Second, "n3's stream lost", func(ev api.Event) bool {
 		return ev.Kind == api.EventStreamStatus && ev.Peer == "n3" && ev.Status == "lost"
 	})
+	// Once the last merged client and the forwarded one go, the feed
+	// stops: n2 serves no stream, and n1 holds no feed.
+	merged.Close()
+	fwd.Close()
+	waitFor(t, 10*time.Second, "the shared streams closed", func() error {
+		nodes[0].feeds.mu.Lock()
+		feed := nodes[0].feeds.cur != nil
+		nodes[0].feeds.mu.Unlock()
+		if n := nodes[1].events.n.Load(); n != 0 || feed {
+			return fmt.Errorf("n2 serves %d streams; n1 holds a feed: %v", n, feed)
+		}
+		return nil
+	})
 }
 
 // The dashboard's page, served from the API's own origin, may open the

@@ -204,8 +204,8 @@ func (c *Client) Events(ctx context.Context, node string, kinds []string, cluste
 	ch := make(chan Event, 16)
 	s := &EventStream{C: ch, cancel: cancel, done: make(chan struct{})}
 	go func() {
+		defer close(ch) // after done: Err is set once C is closed
 		defer close(s.done)
-		defer close(ch)
 		defer resp.Body.Close()
 		err := ReadEvents(resp.Body, func(ev Event) error {
 			select {
