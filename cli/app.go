@@ -83,6 +83,7 @@ func commands(create createFunc) []*cli.Command {
 		agentCommand(create),
 
 		membersCommand(),
+		watchCommand(),
 		infoCommand(),
 		killCommand(),
 		leaveCommand(),
