@@ -82,6 +82,16 @@ PEERCTL_<FLAG>, e.g. PEERCTL_DATA_DIR.`,
 				Usage: "`DIR` for this node's store, membership snapshot and agent.json; one daemon per DIR (required)"},
 			&cli.StringFlag{Name: "encrypt", EnvVars: env("encrypt"),
 				Usage: "base64 gossip encryption `KEY`, the same on every member (make one with `peerctl keygen`)"},
+			&cli.StringFlag{Name: "token", EnvVars: env("token"),
+				Usage: "API `TOKEN`: every request must carry Authorization: Bearer TOKEN; the same on every member (daemons send it to each other) and client (--token)"},
+			&cli.BoolFlag{Name: "insecure-api", EnvVars: env("insecure-api"),
+				Usage: "allow --api off loopback without --token: anyone who reaches it can read, write and kill nodes"},
+			&cli.StringFlag{Name: "api-tls-cert", EnvVars: env("api-tls-cert"),
+				Usage: "serve the API over HTTPS with this PEM certificate `FILE` (with --api-tls-key); peers are then called over HTTPS"},
+			&cli.StringFlag{Name: "api-tls-key", EnvVars: env("api-tls-key"),
+				Usage: "PEM private key `FILE` of --api-tls-cert"},
+			&cli.StringFlag{Name: "api-tls-ca", EnvVars: env("api-tls-ca"), DefaultText: "system roots and --api-tls-cert",
+				Usage: "PEM `FILE` of the CA certificates this daemon trusts when it calls peers' HTTPS APIs"},
 			&cli.StringFlag{Name: "profile", EnvVars: env("profile"), Value: def.Profile,
 				Usage: "gossip timing `PROFILE`: local (many daemons on one machine, fast failure detection), lan or wan"},
 			&cli.StringFlag{Name: "log-level", EnvVars: env("log-level"), Value: "info",
@@ -144,6 +154,9 @@ func runAgent(c *cli.Context, create createFunc) error {
 	cfg.Profile, cfg.Join = eff.Profile, eff.Join
 	cfg.DataDir = dir
 	cfg.EncryptKey = c.String("encrypt")
+	cfg.Token = c.String("token")
+	cfg.InsecureAPI = c.Bool("insecure-api")
+	cfg.APITLSCert, cfg.APITLSKey, cfg.APITLSCA = c.String("api-tls-cert"), c.String("api-tls-key"), c.String("api-tls-ca")
 	cfg.SyncWrites = c.Bool("sync-writes")
 	cfg.TombstoneTTL = c.Duration("tombstone-ttl")
 	cfg.SyncInterval = c.Duration("sync-interval")

@@ -38,7 +38,7 @@ func newApp(create createFunc) *cli.App {
 		Version: fmt.Sprintf("%s (%s, %s/%s)", api.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH),
 		UsageText: `peerctl agent --name NAME --data-dir DIR [--join HOST:PORT]   run a daemon
 peerctl [--addr HOST:PORT] COMMAND [options] [args]          ask a daemon
-                                                             (--addr: HOST:PORT or http://HOST:PORT)
+                                                             (--addr: HOST:PORT, http:// or https://HOST:PORT)
 
 Examples:
   peerctl agent --name n1 --data-dir /tmp/n1
@@ -59,6 +59,16 @@ another member through it, and --json for output meant for scripts.`,
 				Usage:   "HTTP API address `HOST:PORT` (or http://HOST:PORT) of the daemon that client commands call; also after the command name",
 				EnvVars: []string{"PEERCTL_ADDR"},
 				Value:   DefaultAddr,
+			},
+			&cli.StringFlag{
+				Name:    "token",
+				Usage:   "API `TOKEN` the daemon asks for (its --token); sent as Authorization: Bearer TOKEN",
+				EnvVars: []string{"PEERCTL_TOKEN"},
+			},
+			&cli.StringFlag{
+				Name:    "ca",
+				Usage:   "PEM `FILE` of CA certificates to trust for an https:// --addr, besides the system's",
+				EnvVars: []string{"PEERCTL_CA"},
 			},
 		},
 		Commands:       commands(create),
@@ -106,6 +116,7 @@ func commands(create createFunc) []*cli.Command {
 		demoCommand(),
 		benchCommand(),
 		keygenCommand(),
+		keyringCommand(),
 		versionCommand(),
 		completionCommand(),
 	}
@@ -140,15 +151,23 @@ func rootAction(c *cli.Context) error {
 	return cli.ShowAppHelp(c)
 }
 
-// checkAddr accepts --addr as HOST:PORT or http://HOST:PORT, and stores
-// the HOST:PORT form for the commands.
+// checkAddr accepts --addr as HOST:PORT, http://HOST:PORT or
+// https://HOST:PORT, and stores HOST:PORT (https://HOST:PORT) for the
+// commands; it checks that --ca, if given, holds a certificate.
 func checkAddr(c *cli.Context) error {
 	addr, err := normalizeAddr(c.String("addr"))
 	if err != nil {
 		return err
 	}
 	if addr != c.String("addr") {
-		return c.Set("addr", addr)
+		if err := c.Set("addr", addr); err != nil {
+			return err
+		}
+	}
+	if ca := c.String("ca"); ca != "" {
+		if _, err := api.NewClientOptions(addr, api.Options{CAFile: ca}); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -189,8 +189,9 @@ func flagName(tok string) string {
 	return n
 }
 
-// normalizeAddr accepts HOST:PORT or http://HOST:PORT[/] and returns
-// HOST:PORT; https and other schemes are refused with a clear error.
+// normalizeAddr accepts HOST:PORT, http://HOST:PORT[/] and
+// https://HOST:PORT[/] and returns HOST:PORT, or https://HOST:PORT for
+// https; other schemes are refused with a clear error.
 func normalizeAddr(addr string) (string, error) {
 	if !strings.Contains(addr, "://") {
 		return addr, nil
@@ -200,14 +201,15 @@ func normalizeAddr(addr string) (string, error) {
 		return "", fmt.Errorf("--addr %q: %w", addr, err)
 	}
 	switch u.Scheme {
-	case "http":
-	case "https":
-		return "", fmt.Errorf("--addr %q: https is not supported yet: the API serves plain HTTP; use http://HOST:PORT or HOST:PORT", addr)
+	case "http", "https":
 	default:
-		return "", fmt.Errorf("--addr %q: scheme %q is not supported: use HOST:PORT or http://HOST:PORT", addr, u.Scheme)
+		return "", fmt.Errorf("--addr %q: scheme %q is not supported: use HOST:PORT, http://HOST:PORT or https://HOST:PORT", addr, u.Scheme)
 	}
 	if u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
-		return "", fmt.Errorf("--addr %q: want http://HOST:PORT, with no path, query or user", addr)
+		return "", fmt.Errorf("--addr %q: want %s://HOST:PORT, with no path, query or user", addr, u.Scheme)
+	}
+	if u.Scheme == "https" {
+		return "https://" + u.Host, nil
 	}
 	return u.Host, nil
 }

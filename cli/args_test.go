@@ -70,12 +70,12 @@ func TestSuggest(t *testing.T) {
 
 func TestNormalizeAddr(t *testing.T) {
 	for in, want := range map[string]string{"127.0.0.1:7947": "127.0.0.1:7947", "http://127.0.0.1:7947": "127.0.0.1:7947",
-		"http://127.0.0.1:7947/": "127.0.0.1:7947", "http://[::1]:7947": "[::1]:7947"} {
+		"http://127.0.0.1:7947/": "127.0.0.1:7947", "http://[::1]:7947": "[::1]:7947", "https://127.0.0.1:7947/": "https://127.0.0.1:7947"} {
 		if got, err := normalizeAddr(in); got != want || err != nil {
 			t.Errorf("normalizeAddr(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	for in, want := range map[string]string{"https://127.0.0.1:7947": "https is not supported yet", "ftp://h:1": `scheme "ftp" is not supported`,
+	for in, want := range map[string]string{"ftp://h:1": `scheme "ftp" is not supported`,
 		"http://h:1/v1/members": "no path", "http://u@h:1": "no path, query or user"} {
 		if _, err := normalizeAddr(in); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("normalizeAddr(%q) = %v; want an error containing %q", in, err, want)
@@ -121,8 +121,8 @@ func TestAddrFlagForms(t *testing.T) {
 		}
 	}
 	r := run(t, "", "", "members", "--addr", "https://"+f.addr())
-	if r.code != 1 || r.err == nil || !strings.Contains(r.err.Error(), "https is not supported yet") {
-		t.Errorf("members --addr https://...: code %d, err %v; want 1, https is not supported yet", r.code, r.err)
+	if r.code != 1 || r.err == nil || !strings.Contains(r.err.Error(), "the daemon serves plain HTTP: use --addr http://") {
+		t.Errorf("members --addr https://... to a plain daemon: code %d, err %v; want 1, the daemon serves plain HTTP", r.code, r.err)
 	}
 	if r := run(t, "", "", "memebrs"); r.code != 1 || r.err == nil || !strings.Contains(r.err.Error(), "Did you mean members?") {
 		t.Errorf("peerctl memebrs: code %d, err %v; want 1, Did you mean members?", r.code, r.err)

@@ -17,8 +17,13 @@ import (
 // Helpers shared by the client commands: flags, the API client, and output.
 
 // client returns an API client for the daemon at the global --addr.
+// with the global --token and --ca (checked by checkAddr).
 func client(c *cli.Context) *api.Client {
-	return api.NewClient(c.String("addr"))
+	cl, err := api.NewClientOptions(c.String("addr"), api.Options{Token: c.String("token"), CAFile: c.String("ca")})
+	if err != nil {
+		return api.NewClient(c.String("addr")) // --ca was checked before any command ran
+	}
+	return cl
 }
 
 // jsonFlag is --json. Each call returns a new flag: flags hold parse state.

@@ -9,6 +9,7 @@ import (
 	"log"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -57,6 +58,12 @@ type Agent struct {
 	gossip    string // advertised gossip address
 	startedAt time.Time
 
+	// Security (auth.go, keyring.go).
+	keyring *memberlist.Keyring // gossip keyring, shared with memberlist; nil without --encrypt
+	seal    *sealer             // replication envelope (envelope.go); nil without a keyring
+	apiTLS  sync.Map            // peer API host:port -> advertises tls=1 (serf tags)
+	peerRT  http.RoundTripper   // daemon-to-daemon HTTP: token, TLS
+
 	// Known members (known.go): loaded at start, rewritten by knownLoop.
 	knownMu    sync.Mutex
 	known      []knownMember     // guarded by knownMu
@@ -97,6 +104,14 @@ func Create(cfg *Config) (*Agent, error) {
 	}
 	a.log = a.log.With("node", cfg.Name)
 
+	if err := a.openKeyring(); err != nil {
+		return nil, err
+	}
+	peerRT, err := a.newPeerTransport(&http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	a.peerRT = peerRT
 	ln, err := net.Listen("tcp", cfg.API)
 	if err != nil {
 		return nil, listenError("--api", cfg.API, err)
@@ -120,6 +135,11 @@ func Create(cfg *Config) (*Agent, error) {
 	// Received messages come back up the same chain (SetHandler), through
 	// the fault layer's receive rules, to the replicator.
 	a.ht = newHTTPTransport(a.cfg.Name, a.cfg.Limits, a.log)
+	if err := a.ht.secure(a.seal, a.newPeerTransport); err != nil {
+		ln.Close()
+		a.st.Close()
+		return nil, err
+	}
 	a.ft = newFaultTransport(&countingTransport{next: a.ht, c: a.counters}, a.faults)
 	var tr Transport = a.ft
 	if cfg.WrapTransport != nil {
@@ -132,7 +152,12 @@ func Create(cfg *Config) (*Agent, error) {
 	if cfg.TraceArrivals {
 		a.repl.arrivals = &arrivals{}
 	}
-	a.http = newHTTPServer(a, ln)
+	a.http, err = newHTTPServer(a, ln)
+	if err != nil {
+		ln.Close()
+		a.st.Close()
+		return nil, err
+	}
 	a.apiAddr = advertisedAPI(ln.Addr().String(), cfg)
 	if err := a.startSerf(); err != nil {
 		ln.Close()
@@ -158,7 +183,9 @@ func Create(cfg *Config) (*Agent, error) {
 		a.wg.Add(1)
 		go a.joinLoop(addrs)
 	}
-	a.log.Info("agent started", "gossip", a.gossip, "api", a.apiAddr, "data_dir", cfg.DataDir, "profile", cfg.Profile, "encrypted", cfg.EncryptKey != "")
+	a.log.Info("agent started", "gossip", a.gossip, "api", a.apiAddr, "data_dir", cfg.DataDir, "profile", cfg.Profile, "encrypted", a.keyring != nil,
+		"token", cfg.Token != "", "tls", cfg.APITLSCert != "")
+	a.warnExposure()
 	return a, nil
 }
 
@@ -307,8 +334,7 @@ func (a *Agent) startSerf() error {
 		h, p, _ := splitHostPort(a.cfg.Advertise)
 		mc.AdvertiseAddr, mc.AdvertisePort = h, p
 	}
-	key, _ := a.cfg.key()
-	mc.SecretKey = key
+	mc.Keyring = a.keyring // keyring.go: from --encrypt or the saved keyring
 	// A node that crashed and comes back on another address may take its
 	// name back once it has been dead this long (otherwise memberlist
 	// rejects it as a name conflict until the old entry is reaped).
@@ -321,6 +347,10 @@ func (a *Agent) startSerf() error {
 	sc.Logger = logger
 	sc.EventCh = a.eventCh
 	sc.Tags = map[string]string{tagAPI: a.apiAddr, tagVersion: Version}
+	if a.cfg.APITLSCert != "" {
+		sc.Tags[tagTLS] = "1"
+	}
+	sc.KeyringFile = a.keyringFile() // serf rewrites it on every key change
 	sc.ReconnectInterval = a.cfg.ReconnectInterval
 	sc.ReconnectTimeout = 72 * time.Hour
 	sc.TombstoneTimeout = 24 * time.Hour
@@ -437,6 +467,9 @@ func (a *Agent) memberChanged(m serf.Member) {
 	}
 	a.addrNames.Store(net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))), m.Name)
 	api := m.Tags[tagAPI]
+	if api != "" {
+		a.apiTLS.Store(api, m.Tags[tagTLS] == "1")
+	}
 	if m.Status == serf.StatusAlive && api != "" {
 		a.repl.setPeer(m.Name, api)
 	} else {

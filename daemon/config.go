@@ -30,6 +30,20 @@ type Config struct {
 	EncryptKey string   // base64 gossip key, 16, 24 or 32 bytes; "" for none
 	Profile    string   // local, lan or wan
 
+	// Token, if set, is the API token: every request must carry
+	// "Authorization: Bearer TOKEN" (auth.go). Daemons send it to each
+	// other, so it is the same on every member.
+	Token string
+	// InsecureAPI allows an API bound off loopback with no Token.
+	InsecureAPI bool
+	// APITLSCert and APITLSKey, both or neither, are PEM files: the API
+	// then serves HTTPS, and this daemon calls its peers over HTTPS.
+	APITLSCert, APITLSKey string
+	// APITLSCA is a PEM file of the certificates this daemon trusts when
+	// it calls a peer's HTTPS API; "" trusts the system's roots and the
+	// certificates in APITLSCert (one certificate shared by all members).
+	APITLSCA string
+
 	// SyncWrites makes every write fsync before it is acknowledged, so it
 	// survives power loss; without it a write survives a process crash.
 	SyncWrites bool
@@ -117,6 +131,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(j); err != nil {
 			return fmt.Errorf("--join %q: want HOST:PORT", j)
 		}
+	}
+	if err := c.validateAuth(); err != nil {
+		return err
 	}
 	if c.DataDir == "" && !c.InMemory {
 		return fmt.Errorf("--data-dir is required: the directory for this node's store and membership snapshot")

@@ -54,7 +54,7 @@ type faultState struct {
 // peers within one exchange.
 func (a *Agent) openFaults() error {
 	fs := &faultState{applied: map[string]bool{}, table: FaultTable{},
-		hc: &http.Client{Timeout: faultSyncTimeout}}
+		hc: a.peerClient(faultSyncTimeout)}
 	if !a.cfg.InMemory {
 		fs.dir = a.cfg.DataDir
 		t, err := loadFaults(fs.dir)

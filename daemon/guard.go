@@ -15,7 +15,7 @@ package daemon
 //     or the header X-Peerctl-Client, which Client and the replication
 //     transport always send. A form cannot send either.
 //  2. A request whose Origin header is present must come from the API's own
-//     origin (http://HOST:PORT of the request): browsers send Origin on
+//     origin (http://HOST:PORT of the request; https:// with TLS): browsers send Origin on
 //     cross-origin requests, so a page elsewhere is refused even where rule
 //     1 would let it through.
 //  3. The Host header must name this API (DNS rebinding: a page at
@@ -27,7 +27,8 @@ package daemon
 //     bound elsewhere (0.0.0.0, a LAN address, a container reached by its
 //     service name) accepts any host: the names it is reached by are not
 //     known to it, and a rebinding page could then reach it. The API token
-//     (a later issue) guards that case; README says so.
+//     guards that case (auth.go): a page cannot know it, and the agent
+//     refuses to start off loopback without one unless --insecure-api.
 //
 // The guard runs before anything else, ?node= forwarding included; the
 // forwarding node drops Origin once it has checked it.
@@ -50,6 +51,7 @@ const headerClient = api.HeaderClient
 
 // guard decides which requests the API serves (see the top of the file).
 type guard struct {
+	tls      bool     // the API serves HTTPS: its origin is https://
 	loopback bool     // the API listens on loopback addresses only
 	names    []string // host names accepted when loopback (lowercase)
 }
@@ -74,8 +76,12 @@ func (g *guard) check(r *http.Request) error {
 	if !g.hostOK(r.Host) {
 		return fmt.Errorf("request refused: Host %q is not an address of this API (it listens on loopback; use 127.0.0.1, [::1] or localhost)", r.Host)
 	}
-	if o := r.Header.Get("Origin"); o != "" && !originOK(o, r.Host) {
-		return fmt.Errorf("cross-origin request refused: Origin %q is not this API (http://%s); the API serves no web pages and takes no requests from them", o, r.Host)
+	if o := r.Header.Get("Origin"); o != "" && !g.originOK(o, r.Host) {
+		scheme := "http"
+		if g.tls {
+			scheme = "https"
+		}
+		return fmt.Errorf("cross-origin request refused: Origin %q is not this API (%s://%s); the API serves no web pages and takes no requests from them", o, scheme, r.Host)
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
@@ -112,6 +118,15 @@ func (g *guard) hostOK(host string) bool {
 		}
 	}
 	return false
+}
+
+// originOK is the package's originOK for an API that serves HTTPS (its
+// origin is then https://HOST:PORT).
+func (g *guard) originOK(origin, host string) bool {
+	if g.tls {
+		return originOK(strings.Replace(origin, "https://", "http://", 1), host) && strings.HasPrefix(origin, "https://")
+	}
+	return originOK(origin, host)
 }
 
 // originOK reports whether an Origin header is the API's own origin, the

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/peerctl/peerctl/internal/ui"
 	"github.com/peerctl/peerctl/store"
 )
 
@@ -33,12 +35,19 @@ type httpServer struct {
 	lim   Limits
 	// budget bounds the body bytes all requests hold (budget.go).
 	budget *bodyBudget
+	token  *tokenAuth  // the API token (auth.go)
+	tls    *tls.Config // nil: plain HTTP
 }
 
-func newHTTPServer(a *Agent, ln net.Listener) *httpServer {
+func newHTTPServer(a *Agent, ln net.Listener) (*httpServer, error) {
 	lim := a.cfg.Limits.withDefaults()
+	tc, err := a.cfg.serverTLS()
+	if err != nil {
+		return nil, err
+	}
 	s := &httpServer{a: a, ln: ln, mux: http.NewServeMux(), done: make(chan struct{}),
-		hc:    &http.Client{Timeout: 5 * time.Second},
+		hc:    a.peerClient(5 * time.Second),
+		token: newTokenAuth(a.cfg.Token), tls: tc,
 		guard: newGuard(ln.Addr(), a.cfg.API, advertisedAPI(ln.Addr().String(), a.cfg)),
 		lim:   lim, budget: newBodyBudget(lim.MaxBodyBytes)}
 	s.mux.HandleFunc("GET /v1/members", s.members)
@@ -61,6 +70,7 @@ func newHTTPServer(a *Agent, ln net.Listener) *httpServer {
 	s.mux.HandleFunc("GET /v1/summaries", s.summaries)
 	s.mux.HandleFunc("GET /v1/events", s.serveEvents) // events.go
 	s.faultRoutes()                                   // faultsapi.go
+	s.keyringRoutes()                                 // keyring.go
 	s.uiRoutes()                                      // ui.go: the dashboard
 	// The timeouts bound every route but the internal stream, which
 	// replaces them with its own idle deadline (serveStream).
@@ -71,11 +81,18 @@ func newHTTPServer(a *Agent, ln net.Listener) *httpServer {
 		IdleTimeout:       lim.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 	}
-	return s
+	if tc != nil {
+		s.guard.tls = true
+		s.srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){} // HTTP/1.1 only
+	}
+	return s, nil
 }
 
 func (s *httpServer) start() {
-	ln := &limitListener{Listener: s.ln, max: s.lim.MaxConns, log: s.a.log}
+	var ln net.Listener = &limitListener{Listener: s.ln, max: s.lim.MaxConns, log: s.a.log}
+	if s.tls != nil {
+		ln = tls.NewListener(ln, s.tls)
+	}
 	go func() {
 		defer close(s.done)
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -102,6 +119,9 @@ func (s *httpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := s.guard.check(r); err != nil {
 		s.a.repl.warns.warn(s.a.log, r.RemoteAddr, "api request refused", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusForbidden, err)
+		return
+	}
+	if !ui.Public(r) && !s.checkToken(w, r) { // auth.go; the dashboard's files hold no data (ui.go)
 		return
 	}
 	if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
@@ -157,6 +177,7 @@ func (s *httpServer) forward(w http.ResponseWriter, r *http.Request, node string
 	// its API can still answer, so try it.
 	u := &url.URL{Scheme: "http", Host: target.API}
 	p := &httputil.ReverseProxy{
+		Transport: s.a.peerRT, // the token (already on r) and TLS (auth.go)
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u)
 			q := pr.Out.URL.Query()
@@ -248,13 +269,14 @@ func (a *Agent) Info() Info {
 	return Info{
 		Name: a.cfg.Name, Addr: a.gossip, API: a.apiAddr, Version: Version,
 		Profile: a.cfg.Profile, DataDir: a.cfg.DataDir, PID: os.Getpid(),
-		Encrypted: a.cfg.EncryptKey != "", StartedAt: a.startedAt,
+		Encrypted: a.keyring != nil, StartedAt: a.startedAt,
 		Uptime:  time.Since(a.startedAt).Round(time.Second).String(),
 		Members: counts,
 		Store: StoreStats{Keys: st.Keys, Tombstones: st.Tombstones, DiskBytes: st.DiskBytes,
 			Digest: digestHex(&d), Corrupt: st.Corrupt, Quarantined: a.be.QuarantinedCount()},
 		Replication: a.repl.stats().ReplicationStats,
 		Writes:      a.writes.Load(), RSSBytes: rssBytes(),
+		Auth: a.authStats(),
 	}
 }
 

@@ -65,6 +65,8 @@ func (a *Agent) metricsHandler() http.Handler {
 	counter("peerctl_gossip_bytes_received_total", "Membership UDP bytes received.", g.bytesRecv.Load, nil)
 	counter("peerctl_gossip_streams_opened_total", "Membership TCP streams this node opened.", g.streamsOut.Load, nil)
 	counter("peerctl_gossip_streams_accepted_total", "Membership TCP streams this node accepted.", g.streamsIn.Load, nil)
+	counter("peerctl_api_token_refused_total", "API requests refused for a missing or wrong token.", func() uint64 { return a.authStats().TokenRefused }, nil)
+	counter("peerctl_replication_auth_refused_total", "Sealed replication messages refused (bad key, tag, timestamp, replay, unsealed).", func() uint64 { return a.authStats().ReplicationRefused }, nil)
 	counter("peerctl_writes_total", "Local writes (puts and deletes) acknowledged.", a.writes.Load, nil)
 	gauge("peerctl_keys", "Live keys held.", func() float64 { return float64(a.st.Stats().Keys) })
 	gauge("peerctl_tombstones", "Tombstones held.", func() float64 { return float64(a.st.Stats().Tombstones) })

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -101,6 +102,7 @@ const maxMessage = 64 << 20
 // groupcache's HTTPPool. The API server mounts it behind its guard and
 // body budget.
 type httpTransport struct {
+	base      *http.Transport
 	hc        *http.Client
 	shc       *http.Client  // for streams: no overall timeout
 	from      string        // this node's name, sent so the receiver can apply its rules to the reply
@@ -118,6 +120,10 @@ type httpTransport struct {
 	streams map[string]*outStream
 	closed  bool
 
+	// seal, if set, seals every message both ways (envelope.go): set by
+	// secure before the transport is used.
+	seal *sealer
+
 	// Receive side.
 	h       Handler
 	lim     Limits
@@ -133,14 +139,24 @@ type httpTransport struct {
 
 // outStream is the sending end of one stream to a peer.
 type outStream struct {
-	addr string
-	pw   *io.PipeWriter
-	dead chan struct{} // closed when the request ended
-	sent atomic.Int64  // unix ns of the last frame written
+	addr  string
+	nonce []byte     // the opening's envelope nonce (sealed streams)
+	mu    sync.Mutex // guards seq, and orders frames as numbered
+	seq   uint64     // the next frame's number (sealed streams)
+	pw    *io.PipeWriter
+	dead  chan struct{} // closed when the request ended
+	sent  atomic.Int64  // unix ns of the last frame written
 }
 
 // headerFrom names the sending node on replication requests.
 const headerFrom = "X-Peerctl-From"
+
+// headerAuth carries a sealed stream's opening envelope, base64; a sealed
+// call carries headerSealed: 1 (envelope.go).
+const (
+	headerAuth   = "X-Peerctl-Auth"
+	headerSealed = "X-Peerctl-Sealed"
+)
 
 // defaultSendTimeout is how long Send waits for a peer to take one frame.
 const defaultSendTimeout = 15 * time.Second
@@ -161,6 +177,7 @@ func newHTTPTransport(from string, lim Limits, log *slog.Logger) *httpTransport 
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &httpTransport{
+		base:        tr,
 		hc:          &http.Client{Transport: tr, Timeout: 30 * time.Second},
 		shc:         &http.Client{Transport: tr},
 		from:        from,
@@ -172,6 +189,19 @@ func newHTTPTransport(from string, lim Limits, log *slog.Logger) *httpTransport 
 		in:     make(map[*http.ResponseController]string),
 		byPeer: make(map[string]*http.ResponseController),
 	}
+}
+
+// secure makes the transport seal every message with seal (nil: none)
+// and send its requests through wrap(its HTTP transport), which adds the
+// API token and TLS (auth.go). Call it before the transport is used.
+func (t *httpTransport) secure(seal *sealer, wrap func(*http.Transport) (http.RoundTripper, error)) error {
+	t.seal = seal
+	rt, err := wrap(t.base)
+	if err != nil {
+		return err
+	}
+	t.hc.Transport, t.shc.Transport = rt, rt
+	return nil
 }
 
 // report sets where refused input is logged (warns, shared with the API's
@@ -202,6 +232,16 @@ func (t *httpTransport) Send(peer, addr, kind string, body []byte) error {
 	}
 	if len(body) > maxFrame {
 		return fmt.Errorf("send %s to %s: %d bytes, over the frame limit %d", kind, peer, len(body), maxFrame)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t.seal != nil {
+		sealed, _, err := t.seal.seal(make([]byte, 0, envOverhead+len(body)), bindFrame(k, s.nonce, s.seq), body)
+		if err != nil {
+			return fmt.Errorf("send %s to %s: seal: %w", kind, peer, err)
+		}
+		body = sealed
+		s.seq++
 	}
 	frame := appendFrame(make([]byte, 0, 1+binary.MaxVarintLen64+len(body)), k, body)
 	s.sent.Store(time.Now().UnixNano())
@@ -250,6 +290,14 @@ func (t *httpTransport) stream(peer, addr string) (*outStream, error) {
 	req.ContentLength = -1
 	t.setHeaders(req)
 	s := &outStream{addr: addr, pw: pw, dead: make(chan struct{})}
+	if t.seal != nil {
+		open, nonce, err := t.seal.seal(nil, bindStream(t.from), nil)
+		if err != nil {
+			return nil, fmt.Errorf("stream to %s: seal: %w", peer, err)
+		}
+		req.Header.Set(headerAuth, base64.StdEncoding.EncodeToString(open))
+		s.nonce = nonce
+	}
 	s.sent.Store(time.Now().UnixNano())
 	t.wg.Add(2) // under t.mu, with closed false: close waits for both
 	go func() {
@@ -286,8 +334,11 @@ func (s *outStream) keepAlive(every time.Duration) {
 		if time.Since(time.Unix(0, s.sent.Load())) < every {
 			continue
 		}
+		s.mu.Lock()
 		s.sent.Store(time.Now().UnixNano())
-		if _, err := s.pw.Write(ping); err != nil {
+		_, err := s.pw.Write(ping)
+		s.mu.Unlock()
+		if err != nil {
 			return
 		}
 	}
@@ -299,25 +350,44 @@ func (t *httpTransport) Call(ctx context.Context, peer, addr, kind string, body 
 	if len(body) > maxCall {
 		return nil, fmt.Errorf("%s to %s: %d bytes, over the call limit %d", kind, peer, len(body), maxCall)
 	}
+	var reqNonce []byte
+	if t.seal != nil {
+		sealed, nonce, err := t.seal.seal(make([]byte, 0, envOverhead+len(body)), bindCall(kind, t.from), body)
+		if err != nil {
+			return nil, fmt.Errorf("%s to %s: seal: %w", kind, peer, err)
+		}
+		body, reqNonce = sealed, nonce
+	}
 	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+addr+"/v1/internal/"+kind, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	t.setHeaders(req)
+	if t.seal != nil {
+		req.Header.Set(headerSealed, "1")
+	}
 	resp, err := t.hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%s to %s: %w", kind, peer, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxCall+1))
+	limit := maxCall + t.overhead()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s to %s: read reply: %w", kind, peer, err)
 	}
-	if len(data) > maxCall {
-		return nil, fmt.Errorf("%s to %s: %w: reply over %d bytes", kind, peer, store.ErrCorrupt, maxCall)
+	if len(data) > limit {
+		return nil, fmt.Errorf("%s to %s: %w: reply over %d bytes", kind, peer, store.ErrCorrupt, limit)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%s to %s: %s: %s", kind, peer, resp.Status, bytes.TrimSpace(data))
+	}
+	if t.seal != nil {
+		plain, _, err := t.seal.open(bindReply(kind, reqNonce), data)
+		if err != nil {
+			return nil, fmt.Errorf("%s to %s: reply: %w", kind, peer, t.seal.count(err))
+		}
+		data = plain
 	}
 	return data, nil
 }
@@ -362,6 +432,12 @@ func (t *httpTransport) register(mux *http.ServeMux) {
 func (t *httpTransport) serveStream(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	from := r.Header.Get(headerFrom)
+	streamNonce, err := t.openStream(r, from)
+	if err != nil {
+		refuseStream(w, rc, authCode(err), err)
+		return
+	}
+	var seq uint64
 	t.smu.Lock()
 	if t.stopping {
 		t.smu.Unlock()
@@ -399,10 +475,19 @@ func (t *httpTransport) serveStream(w http.ResponseWriter, r *http.Request) {
 		}
 		rc.SetReadDeadline(time.Now().Add(t.lim.StreamIdle))
 		t.smu.Unlock()
-		k, body, err := readFrame(br, maxFrame)
+		k, body, err := readFrame(br, maxFrame+t.overhead())
 		if err != nil {
 			t.endStream(w, rc, r, from, err)
 			return
+		}
+		if k != kindKeepalive && t.seal != nil {
+			body, _, err = t.seal.open(bindFrame(k, streamNonce, seq), body)
+			if err != nil {
+				t.refused(r, "replication stream frame refused", kinds[k], from, err)
+				refuseStream(w, rc, http.StatusForbidden, fmt.Errorf("replication refused: %w", err))
+				return
+			}
+			seq++
 		}
 		if k != kindKeepalive {
 			_, err := t.h.HandleMessage(r.Context(), from, kinds[k], body, false)
@@ -475,7 +560,12 @@ func refuseStream(w http.ResponseWriter, rc *http.ResponseController, code int, 
 // serveCall serves one replication call from a peer and writes the reply.
 func (t *httpTransport) serveCall(w http.ResponseWriter, r *http.Request, kind string) {
 	from := r.Header.Get(headerFrom)
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCall))
+	if err := t.checkSealed(r); err != nil {
+		t.refused(r, "replication message refused", kind, from, err)
+		writeError(w, authCode(err), fmt.Errorf("replication refused: %w", err))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(maxCall+t.overhead())))
 	if errors.Is(err, errBusy) {
 		t.warns.warn(t.log, r.RemoteAddr, "replication message refused: server busy", "kind", kind, "from", from, "err", err)
 		writeError(w, http.StatusServiceUnavailable, err)
@@ -486,12 +576,25 @@ func (t *httpTransport) serveCall(w http.ResponseWriter, r *http.Request, kind s
 		reason, code := dropTruncated, http.StatusBadRequest
 		if errors.As(err, &mbe) {
 			reason, code = dropOversize, http.StatusRequestEntityTooLarge
-			err = fmt.Errorf("%w: body over %d bytes", store.ErrCorrupt, maxCall)
+			err = fmt.Errorf("%w: body over %d bytes", store.ErrCorrupt, maxCall+t.overhead())
 		}
 		t.dropped(reason)
 		t.warns.warn(t.log, r.RemoteAddr, "rejected replication message", "kind", kind, "from", from, "reason", reason, "err", err)
 		writeError(w, code, err)
 		return
+	}
+	var reqNonce []byte
+	if t.seal != nil {
+		plain, nonce, err := t.seal.open(bindCall(kind, from), body)
+		if err == nil {
+			err = t.seal.fresh(nonce)
+		}
+		if err != nil {
+			t.refused(r, "replication message refused", kind, from, err)
+			writeError(w, http.StatusForbidden, fmt.Errorf("replication refused: %w", err))
+			return
+		}
+		body, reqNonce = plain, nonce
 	}
 	reply, err := t.h.HandleMessage(r.Context(), from, kind, body, true)
 	var re *rejectError
@@ -510,6 +613,13 @@ func (t *httpTransport) serveCall(w http.ResponseWriter, r *http.Request, kind s
 		t.warns.warn(t.log, r.RemoteAddr, "rejected replication message", "kind", kind, "from", from, "err", err)
 		writeError(w, http.StatusInternalServerError, err)
 		return
+	}
+	if t.seal != nil {
+		reply, _, err = t.seal.seal(make([]byte, 0, envOverhead+len(reply)), bindReply(kind, reqNonce), reply)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, fmt.Errorf("seal reply: %w", err))
+			return
+		}
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Write(reply)

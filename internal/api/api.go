@@ -104,6 +104,18 @@ type Info struct {
 	Replication ReplicationStats `json:"replication"`
 	Writes      uint64           `json:"writes"`    // local writes (puts and deletes) acknowledged since start
 	RSSBytes    int64            `json:"rss_bytes"` // resident memory of the process; 0 where not known (Linux only)
+	Auth        AuthStats        `json:"auth"`
+}
+
+// AuthStats says how a node guards its API and the channels between nodes,
+// and counts what it refused.
+type AuthStats struct {
+	Keys               int               `json:"keys"`  // gossip keyring keys; 0: no encryption
+	Token              bool              `json:"token"` // the API wants a token
+	TLS                bool              `json:"tls"`   // the API serves HTTPS
+	TokenRefused       uint64            `json:"token_refused"`
+	ReplicationRefused uint64            `json:"replication_refused"` // sealed messages refused, all reasons
+	RefusedBy          map[string]uint64 `json:"replication_refused_by,omitempty"`
 }
 
 // StoreStats is what the store holds.

@@ -3,6 +3,8 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 )
@@ -25,6 +28,7 @@ type StatusError struct {
 	Code int    // HTTP status
 	Kind string // Error.Code, if any
 	Msg  string
+	raw  []byte // the reply's body
 }
 
 func (e *StatusError) Error() string { return e.Msg }
@@ -33,18 +37,72 @@ func (e *StatusError) Error() string { return e.Msg }
 // reach that node through the daemon ("" means the daemon itself). It is
 // safe for concurrent use.
 type Client struct {
-	addr string
-	hc   *http.Client
+	scheme string // http or https
+	addr   string // host:port
+	token  string // sent as Authorization: Bearer TOKEN, if set
+	hc     *http.Client
 }
 
 // NewClient returns a client for the daemon whose API listens on addr
-// (host:port).
+// (host:port, http://host:port or https://host:port).
 func NewClient(addr string) *Client {
-	return &Client{addr: addr, hc: &http.Client{Timeout: 30 * time.Second}}
+	scheme, hp := splitScheme(addr)
+	return &Client{scheme: scheme, addr: hp, hc: &http.Client{Timeout: 30 * time.Second}}
 }
 
-// Addr returns the daemon address the client talks to.
+// Options configure a client made with NewClientOptions.
+type Options struct {
+	// Token is the API token, sent with every request.
+	Token string
+	// CAFile is a PEM file of certificates to trust for an https:// daemon,
+	// besides the system's roots.
+	CAFile string
+	// Timeout bounds each request; 0 means 30 s.
+	Timeout time.Duration
+}
+
+// NewClientOptions returns a client for the daemon at addr (as NewClient)
+// with a token and TLS trust.
+func NewClientOptions(addr string, o Options) (*Client, error) {
+	c := NewClient(addr)
+	c.token = o.Token
+	if o.Timeout > 0 {
+		c.hc.Timeout = o.Timeout
+	}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca %s: no PEM certificate in it", o.CAFile)
+		}
+		c.hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	}
+	return c, nil
+}
+
+// splitScheme splits "https://host:port" into its scheme and host:port;
+// a bare host:port is http.
+func splitScheme(addr string) (scheme, hostport string) {
+	if rest, ok := strings.CutPrefix(addr, "https://"); ok {
+		return "https", strings.TrimSuffix(rest, "/")
+	}
+	if rest, ok := strings.CutPrefix(addr, "http://"); ok {
+		return "http", strings.TrimSuffix(rest, "/")
+	}
+	return "http", addr
+}
+
+// Addr returns the daemon address the client talks to (host:port).
 func (c *Client) Addr() string { return c.addr }
+
+// base returns scheme://host:port.
+func (c *Client) base() string { return c.scheme + "://" + c.addr }
 
 func (c *Client) url(path, node string, q url.Values) string {
 	if q == nil {
@@ -53,7 +111,7 @@ func (c *Client) url(path, node string, q url.Values) string {
 	if node != "" {
 		q.Set("node", node)
 	}
-	u := "http://" + c.addr + path
+	u := c.base() + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
@@ -76,6 +134,9 @@ func (c *Client) do(ctx context.Context, method, u string, body io.Reader, out a
 		return err
 	}
 	req.Header.Set(HeaderClient, "1")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", ct)
 	}
@@ -85,7 +146,7 @@ func (c *Client) do(ctx context.Context, method, u string, body io.Reader, out a
 		if errors.As(err, &ne) && ne.Op == "dial" {
 			return fmt.Errorf("cannot reach a peerctl daemon at %s (is `peerctl agent` running? set --addr or PEERCTL_ADDR): %w", c.addr, err)
 		}
-		return err
+		return tlsHint(err, c.base())
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxReply+1))
@@ -95,12 +156,22 @@ func (c *Client) do(ctx context.Context, method, u string, body io.Reader, out a
 	if len(data) > maxReply {
 		return fmt.Errorf("read reply from %s: over %d bytes", c.addr, maxReply)
 	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		msg := "the daemon wants a token: set --token or PEERCTL_TOKEN"
+		if c.token != "" {
+			msg = "the daemon refused the token: set --token or PEERCTL_TOKEN to the agent's token"
+		}
+		return &StatusError{Code: resp.StatusCode, Kind: CodeTokenRequired, Msg: msg, raw: data}
+	}
+	if resp.StatusCode == http.StatusBadRequest && c.scheme == "http" && bytes.Contains(data, []byte("HTTP request to an HTTPS server")) {
+		return &StatusError{Code: resp.StatusCode, Msg: fmt.Sprintf("the daemon at %s serves HTTPS: use --addr https://%s", c.addr, c.addr), raw: data}
+	}
 	if resp.StatusCode >= 300 {
 		var ae Error
 		if json.Unmarshal(data, &ae) == nil && ae.Error != "" {
-			return &StatusError{Code: resp.StatusCode, Kind: ae.Code, Msg: ae.Error}
+			return &StatusError{Code: resp.StatusCode, Kind: ae.Code, Msg: ae.Error, raw: data}
 		}
-		return &StatusError{Code: resp.StatusCode, Msg: fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(data)))}
+		return &StatusError{Code: resp.StatusCode, Msg: fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(data))), raw: data}
 	}
 	if out == nil {
 		return nil
@@ -117,7 +188,7 @@ func (c *Client) do(ctx context.Context, method, u string, body io.Reader, out a
 // The daemon uses it for its internal endpoints (the fault table, fault
 // orders to one node).
 func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, out any) error {
-	return c.do(ctx, method, "http://"+c.addr+path, body, out)
+	return c.do(ctx, method, c.base()+path, body, out)
 }
 
 // Members lists the members as the node sees them.
@@ -177,9 +248,30 @@ func (c *Client) Leave(ctx context.Context, node string) error {
 	return c.do(ctx, "POST", c.url("/v1/leave", node, nil), nil, nil)
 }
 
-// NewClientWith returns a client that uses hc.
+// NewClientWith returns a client that uses hc, for the daemon at addr (as
+// NewClient).
 func NewClientWith(addr string, hc *http.Client) *Client {
-	return &Client{addr: addr, hc: hc}
+	scheme, hp := splitScheme(addr)
+	return &Client{scheme: scheme, addr: hp, hc: hc}
+}
+
+// tlsHint adds what to do to a TLS failure of a request to base.
+func tlsHint(err error, base string) error {
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var rh tls.RecordHeaderError
+	switch {
+	case errors.As(err, &ua):
+		return fmt.Errorf("%w (the daemon's certificate is not signed by a CA this client trusts: pass --ca FILE)", err)
+	case errors.As(err, &he):
+		return fmt.Errorf("%w (the certificate does not name this address: use an --addr it names)", err)
+	case errors.As(err, &rh), strings.Contains(err.Error(), "malformed HTTP response"), strings.Contains(err.Error(), "HTTP response to HTTPS client"):
+		if strings.HasPrefix(base, "https://") {
+			return fmt.Errorf("%w (the daemon serves plain HTTP: use --addr http://%s)", err, strings.TrimPrefix(base, "https://"))
+		}
+		return fmt.Errorf("%w (the daemon may serve HTTPS: use --addr https://%s)", err, strings.TrimPrefix(base, "http://"))
+	}
+	return err
 }
 
 // jsonReader is a JSON request body.
