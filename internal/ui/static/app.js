@@ -857,9 +857,11 @@
         st.self = info.name;
         break;
       } catch (e) {
-        $('conn').textContent = 'no answer: ' + e.message;
-        $('conn').className = 'pill bad';
-        await new Promise((r) => setTimeout(r, 2000));
+        if (e.status !== 401) {
+          $('conn').textContent = 'no answer: ' + e.message;
+          $('conn').className = 'pill bad';
+        }
+        await new Promise((r) => setTimeout(r, e.status === 401 ? 500 : 2000));
       }
     }
     document.title = 'peerctl · ' + st.self;
