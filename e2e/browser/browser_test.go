@@ -171,7 +171,9 @@ func TestDashboard(t *testing.T) {
 // startNodes starts n agents node1..nodeN (node1 first, the others
 // joining it) and waits until all see all alive. They are stopped when the
 // test ends. It returns their addresses and processes, in node order.
-func startNodes(t *testing.T, n int) ([]cluster.Node, []*procs.Proc) {
+// extra flags go to every agent; with them it does not wait (the API may
+// want a token).
+func startNodes(t *testing.T, n int, extra ...string) ([]cluster.Node, []*procs.Proc) {
 	t.Helper()
 	base := procs.FreePorts(t, 2*n)
 	nodes := cluster.Layout(n, base, t.TempDir())
@@ -194,7 +196,10 @@ func startNodes(t *testing.T, n int) ([]cluster.Node, []*procs.Proc) {
 			join = []string{nodes[0].Gossip}
 		}
 		names[i] = nd.Name
-		started = append(started, peerctl.Start(t, nd.Name, filepath.Join(logs, nd.Name+".log"), nil, nd.AgentArgs("local", "", join)...))
+		started = append(started, peerctl.Start(t, nd.Name, filepath.Join(logs, nd.Name+".log"), nil, nd.AgentArgs("local", "", join, extra...)...))
+	}
+	if len(extra) > 0 {
+		return nodes, started
 	}
 	waitAPI(t, formTimeout+time.Duration(n)*time.Second, fmt.Sprintf("all %d alive", n), func(ctx context.Context) (bool, string) {
 		return cluster.AllAlive(ctx, nodes, names)

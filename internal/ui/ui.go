@@ -35,6 +35,22 @@ var types = map[string]string{
 	".txt":  "text/plain; charset=utf-8",
 }
 
+// Public reports whether r asks only for the dashboard's own files (GET or
+// HEAD of / or /ui/..., not forwarded with ?node=): they hold no data, so
+// an API that wants a token may serve them without one; the page then asks
+// for the token and sends it on every API call. A browser cannot send a
+// bearer token when it navigates to a page.
+func Public(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if r.URL.Query().Has("node") {
+		return false
+	}
+	p := r.URL.Path
+	return p == "/" || strings.HasPrefix(p, "/ui/")
+}
+
 // Handler serves the dashboard: index.html at / and /ui/, the other files
 // at /ui/NAME. Anything else is 404. It is safe for concurrent use.
 func Handler() http.Handler {

@@ -77,3 +77,27 @@ func TestNoInlineOrForeign(t *testing.T) {
 		}
 	}
 }
+
+// TestPublic: only the page's own files may be served without a token.
+func TestPublic(t *testing.T) {
+	for _, c := range []struct {
+		method, target string
+		want           bool
+	}{
+		{"GET", "/", true},
+		{"GET", "/?view=n3", true},
+		{"HEAD", "/ui/app.js", true},
+		{"GET", "/ui/", true},
+		{"GET", "/?node=n2", false},
+		{"GET", "/ui/app.js?node=n2", false},
+		{"POST", "/", false},
+		{"GET", "/v1/members", false},
+		{"GET", "/v1/events", false},
+		{"GET", "/metrics", false},
+		{"GET", "/uix", false},
+	} {
+		if got := Public(httptest.NewRequest(c.method, c.target, nil)); got != c.want {
+			t.Errorf("Public(%s %s) = %v; want %v", c.method, c.target, got, c.want)
+		}
+	}
+}

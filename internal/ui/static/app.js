@@ -42,6 +42,7 @@
     side: new Map(),      // name -> 'A' | 'B'
     leader: null,         // {leader, term} or null
     leaderAPI: true,      // false once /v1/leader answered 404
+    roles: new Map(),     // name -> raft role (leader, voter, nonvoter), from /v1/leader
     events: false,        // the event stream is connected
     evAt: new Map(),      // member -> when a member event about it last arrived (ms)
   };
@@ -372,7 +373,7 @@
       tr.append(
         el('td', {}, n + (n === st.self ? ' ★' : '')),
         el('td', { class: 'st-' + status }, status),
-        el('td', {}, st.leader && st.leader.leader ? (st.leader.leader === n ? 'leader' : 'follower') : '–'),
+        el('td', {}, (st.leader && st.leader.leader === n ? 'leader' : st.roles.get(n)) || '–'),
         el('td', {}, info ? String(info.store.keys) : '–'),
         el('td', {}, fmt(wps, 1)),
         el('td', {}, fmt(i.mps, 1)),
@@ -515,10 +516,14 @@
   async function pollLeader() {
     if (!st.leaderAPI) return;
     try {
-      const l = await api('GET', '/v1/leader');
-      st.leader = l && (l.leader || l.Leader) ? { leader: l.leader || l.Leader, term: l.term } : null;
+      // The coordination group as the viewpoint sees it (api.Leader):
+      // leader, term, and each server's role.
+      const l = await api('GET', q('/v1/leader', st.view));
+      st.leader = l && l.leader ? { leader: l.leader, term: l.term } : null;
+      st.roles = new Map(((l && l.servers) || []).map((x) => [x.name, x.role]));
     } catch (e) {
-      if (e.status === 404 || e.status === 405) st.leaderAPI = false;
+      // 404 from this page's own node: no coordination group here.
+      if ((e.status === 404 || e.status === 405) && st.view === st.self) st.leaderAPI = false;
     }
     schedule(300);
   }
@@ -857,9 +862,11 @@
         st.self = info.name;
         break;
       } catch (e) {
-        $('conn').textContent = 'no answer: ' + e.message;
-        $('conn').className = 'pill bad';
-        await new Promise((r) => setTimeout(r, 2000));
+        if (e.status !== 401) {
+          $('conn').textContent = 'no answer: ' + e.message;
+          $('conn').className = 'pill bad';
+        }
+        await new Promise((r) => setTimeout(r, e.status === 401 ? 500 : 2000));
       }
     }
     document.title = 'peerctl · ' + st.self;
