@@ -116,7 +116,9 @@ func TestInterruptCleansUp(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var narration bytes.Buffer
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, "availability", Options{Out: &narration, Quick: true, Exe: exe, TempDir: tmp}) }()
+	go func() {
+		done <- Run(ctx, "availability", Options{Out: &narration, Quick: true, Exe: exe, TempDir: tmp})
+	}()
 	// Interrupt it once it has started its nodes (it waits for them to
 	// form, which these never do).
 	err := cluster.WaitFor(context.Background(), 30*time.Second, 10*time.Millisecond, func(context.Context) (bool, string) {
