@@ -83,6 +83,8 @@ func commands(create createFunc) []*cli.Command {
 		agentCommand(create),
 
 		membersCommand(),
+		leaderCommand(), // leader.go
+		watchCommand(),
 		infoCommand(),
 		killCommand(),
 		leaveCommand(),
@@ -91,6 +93,7 @@ func commands(create createFunc) []*cli.Command {
 		getCommand(),
 		delCommand(),
 		keysCommand(),
+		lockCommand(), // lock.go
 		checkCommand(),
 
 		pauseCommand(),

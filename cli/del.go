@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 func delCommand() *cli.Command {
@@ -23,7 +25,7 @@ a versioned tombstone that replicates like a write, so a delete newer than
 a write wins on every member; tombstones are purged after the agents'
 --tombstone-ttl. Deleting a missing key is not an error: it still writes a
 tombstone, and the output says no value was there.`,
-		Flags:  []cli.Flag{nodeFlag("delete at"), jsonFlag()},
+		Flags:  []cli.Flag{nodeFlag("delete at"), jsonFlag(), consistentFlag(), ifVersionFlag()},
 		Action: runDel,
 	}
 }
@@ -33,7 +35,13 @@ func runDel(c *cli.Context) error {
 		return err
 	}
 	key := c.Args().First()
-	res, err := client(c).Delete(c.Context, c.String("node"), key)
+	var res *api.WriteResult
+	var err error
+	if c.Bool("consistent") {
+		res, err = consistentDelete(c, key) // consistent.go
+	} else if err = noCondFlags(c); err == nil {
+		res, err = client(c).Delete(c.Context, c.String("node"), key)
+	}
 	if err != nil {
 		return fmt.Errorf("delete %q: %w", key, err)
 	}

@@ -143,6 +143,9 @@ func runDemo(c *cli.Context) (err error) {
 	start := time.Now()
 	d.say("peerctl demo: %d nodes on this machine, each a `peerctl agent` process with", n)
 	d.say("its own copy of the store on disk. Their logs: %s", filepath.Join(dir, "node*.log"))
+	d.say("Watch the same tour live in a browser at %s (the dashboard every node", dashboardURL(d.nodes[0].API))
+	d.say("serves, up once step 1 has started the nodes), or in a terminal with")
+	d.say("`peerctl --addr %s watch --cluster`.", d.nodes[0].API)
 	steps := []struct {
 		title string
 		run   func(context.Context) error

@@ -40,6 +40,7 @@ have converged ("converged: all N alive nodes hold version V") or not
 			&cli.BoolFlag{Name: "all", Usage: "ask every alive member and report whether they agree"},
 			nodeFlag("read from"),
 			jsonFlag(),
+			consistentFlag(),
 		},
 		Action: runGet,
 	}
@@ -68,7 +69,13 @@ func runGet(c *cli.Context) error {
 		}
 		return getAll(c, key)
 	}
-	e, err := client(c).Get(c.Context, node, key)
+	var e *api.KV
+	var err error
+	if c.Bool("consistent") {
+		e, err = consistentGet(c, key) // consistent.go
+	} else {
+		e, err = client(c).Get(c.Context, node, key)
+	}
 	if errors.Is(err, api.ErrKeyNotFound) {
 		return &keyNotFoundError{key: key, node: node}
 	}

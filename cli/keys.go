@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 // keyInfo is one key as `keys --json` prints it.
@@ -30,7 +32,7 @@ Examples:
 		Description: `Prints the live (not deleted) keys that start with PREFIX, one per line,
 sorted, as the daemon at --addr or member --node holds them. With --json,
 an array of {key, version, ts, origin}.`,
-		Flags:  []cli.Flag{nodeFlag("list the keys of"), jsonFlag()},
+		Flags:  []cli.Flag{nodeFlag("list the keys of"), jsonFlag(), consistentFlag()},
 		Action: runKeys,
 	}
 }
@@ -39,7 +41,13 @@ func runKeys(c *cli.Context) error {
 	if err := wantArgs(c, 0, 1); err != nil {
 		return err
 	}
-	list, err := client(c).List(c.Context, c.String("node"), c.Args().First())
+	var list []api.KeyInfo
+	var err error
+	if c.Bool("consistent") {
+		list, err = consistentList(c, c.Args().First()) // consistent.go
+	} else {
+		list, err = client(c).List(c.Context, c.String("node"), c.Args().First())
+	}
 	if err != nil {
 		return fmt.Errorf("list keys: %w", err)
 	}

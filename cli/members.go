@@ -23,6 +23,7 @@ type member struct {
 	Status string            `json:"status"` // lower case, one of memberStatuses
 	Tags   map[string]string `json:"tags"`
 	Fault  string            `json:"fault,omitempty"` // injected faults on the node's traffic toward the member
+	Role   string            `json:"role,omitempty"`  // raft role: leader, voter, nonvoter; "" outside the group
 }
 
 func membersCommand() *cli.Command {
@@ -37,8 +38,9 @@ Examples:
   peerctl members --status failed
   peerctl members --node n2 --json`,
 		Description: `Prints one row per member the node knows: NAME, gossip ADDR, HTTP API
-address, STATUS (alive, suspect, leaving, left or failed) and other serf
-TAGS as k=v. By default the node is the daemon at --addr; with --node, the
+address, STATUS (alive, suspect, leaving, left or failed), ROLE in the
+raft group (leader, voter, nonvoter, or - outside it: see peerctl leader;
+shown once the group has formed) and other serf TAGS as k=v. By default the node is the daemon at --addr; with --node, the
 list is the one that member sees, which differs during a partition.
 
 While faults are injected (peerctl partition, pause, delay...), a FAULT
@@ -73,28 +75,36 @@ func runMembers(c *cli.Context) error {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	addRoles(c, out)
 
 	w := c.App.Writer
 	if c.Bool("json") {
 		return printJSON(w, out)
 	}
 	faulted := slices.ContainsFunc(out, func(m member) bool { return m.Fault != "" })
+	roles := slices.ContainsFunc(out, func(m member) bool { return m.Role != "" })
 	tw := newTable(w)
-	if faulted {
-		fmt.Fprintln(tw, "NAME\tADDR\tAPI\tSTATUS\tFAULT\tTAGS")
-	} else {
-		fmt.Fprintln(tw, "NAME\tADDR\tAPI\tSTATUS\tTAGS")
+	head := []string{"NAME", "ADDR", "API", "STATUS"}
+	if roles {
+		head = append(head, "ROLE")
 	}
+	if faulted {
+		head = append(head, "FAULT")
+	}
+	fmt.Fprintln(tw, strings.Join(append(head, "TAGS"), "\t"))
 	for _, m := range out {
+		row := []string{m.Name, m.Addr, m.API, m.Status}
+		if roles {
+			row = append(row, roleCell(m.Role))
+		}
 		if faulted {
 			fault := m.Fault
 			if fault == "" {
 				fault = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Addr, m.API, m.Status, fault, tagList(m.Tags))
-			continue
+			row = append(row, fault)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Addr, m.API, m.Status, tagList(m.Tags))
+		fmt.Fprintln(tw, strings.Join(append(row, tagList(m.Tags)), "\t"))
 	}
 	return tw.Flush()
 }
@@ -121,4 +131,28 @@ func tagList(tags map[string]string) string {
 		parts[i] = k + "=" + tags[k]
 	}
 	return strings.Join(parts, ",")
+}
+
+// addRoles fills in each member's raft role from the same node's view of
+// the group; a daemon that cannot say (no raft server, an older version)
+// leaves them empty.
+func addRoles(c *cli.Context, ms []member) {
+	l, err := client(c).Leader(c.Context, c.String("node"))
+	if err != nil {
+		return
+	}
+	role := map[string]string{}
+	for _, s := range l.Servers {
+		role[s.Name] = s.Role
+	}
+	for i := range ms {
+		ms[i].Role = role[ms[i].Name]
+	}
+}
+
+func roleCell(r string) string {
+	if r == "" {
+		return "-"
+	}
+	return r
 }

@@ -5,6 +5,8 @@ import (
 	"io"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 // maxStdinValue caps what `put KEY -` reads from stdin. The daemon's own
@@ -31,7 +33,7 @@ stamps it with a new version (a hybrid logical clock) and replicates it to
 the other members; the newest version wins everywhere. With "-" the value
 is stdin's bytes exactly, a trailing newline included. Values are limited
 to 64 KiB. Prints "OK key=KEY version=VERSION origin=NODE".`,
-		Flags:  []cli.Flag{nodeFlag("write at"), jsonFlag()},
+		Flags:  append([]cli.Flag{nodeFlag("write at"), jsonFlag()}, consistentPutFlags()...),
 		Action: runPut,
 	}
 }
@@ -52,7 +54,13 @@ func runPut(c *cli.Context) error {
 		}
 		value = b
 	}
-	res, err := client(c).Put(c.Context, c.String("node"), key, value)
+	var res *api.WriteResult
+	var err error
+	if c.Bool("consistent") {
+		res, err = consistentPut(c, key, value) // consistent.go
+	} else if err = noCondFlags(c); err == nil {
+		res, err = client(c).Put(c.Context, c.String("node"), key, value)
+	}
 	if err != nil {
 		return fmt.Errorf("put %q: %w", key, err)
 	}

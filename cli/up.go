@@ -282,7 +282,9 @@ func (u *upCluster) printHelp(encrypted bool) {
 	fmt.Fprintf(tw, "  peerctl%s get --all greeting\t# every node's copy\n", addr)
 	fmt.Fprintf(tw, "  peerctl%s kill %s\t# %s dies as with kill -9; watch the others mark it failed\n", addr, victim.Name, victim.Name)
 	fmt.Fprintf(tw, "  %s\t# bring %s back with its data (it then runs in that terminal)\n", restart, victim.Name)
+	fmt.Fprintf(tw, "  peerctl%s watch --cluster\t# every node's events as they happen\n", addr)
 	tw.Flush()
+	fmt.Fprintf(&b, "Dashboard: %s (served by every node; this is %s's view)\n", dashboardURL(u.nodes[0].API), u.nodes[0].Name)
 	fmt.Fprintf(&b, "Ctrl-C here stops the nodes this command started.\n")
 	fmt.Fprint(u.out, b.String())
 }

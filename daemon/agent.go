@@ -65,6 +65,9 @@ type Agent struct {
 	snapAddrs  map[string]string // serf snapshot's members at start: name -> gossip addr
 	knownDirty chan struct{}     // membership changed; knownLoop saves
 
+	events *eventHub    // GET /v1/events (events.go)
+	feeds  clusterFeeds // merged streams' shared member streams (events_cluster.go)
+
 	eventCh chan serf.Event
 	stopCh  chan struct{}
 	wg      sync.WaitGroup
@@ -90,6 +93,7 @@ func Create(cfg *Config) (*Agent, error) {
 		eventCh:   make(chan serf.Event, 1024),
 		stopCh:    make(chan struct{}),
 		startedAt: time.Now(),
+		events:    newEventHub(cfg.Name),
 	}
 	if a.log == nil {
 		a.log = slog.Default()
@@ -125,6 +129,7 @@ func Create(cfg *Config) (*Agent, error) {
 		tr = cfg.WrapTransport(tr)
 	}
 	a.repl = newReplicator(a.st, tr, a.counters, a.log, cfg.PushWindow, cfg.SyncInterval)
+	a.repl.events = a.events
 	a.ht.report(a.repl.warns, a.repl.dropped)
 	a.transport = tr
 	a.coord = newCoord(a, tr)
@@ -155,6 +160,7 @@ func Create(cfg *Config) (*Agent, error) {
 	go a.eventLoop()
 	go a.maintain()
 	go a.faultSyncLoop()
+	a.startMemberEvents()
 	for _, m := range a.serf.Members() {
 		a.memberChanged(m)
 	}
@@ -427,6 +433,7 @@ func (a *Agent) eventLoop() {
 				a.log.Info("member "+me.Type.String(), "member", m.Name, "addr", net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))))
 				a.memberChanged(m)
 			}
+			a.kickMemberWatch()
 			select {
 			case a.knownDirty <- struct{}{}:
 			default: // a save is already pending
@@ -545,6 +552,7 @@ func (a *Agent) Put(key string, value []byte) (store.Entry, error) {
 	e, err := a.st.Put(key, value)
 	if err == nil {
 		a.writes.Add(1)
+		a.events.writeEvent(e)
 		a.repl.arrivals.record([]store.Entry{e})
 		a.repl.broadcast(e)
 	}
@@ -556,6 +564,7 @@ func (a *Agent) Delete(key string) (store.Entry, bool, error) {
 	e, existed, err := a.st.Delete(key)
 	if err == nil {
 		a.writes.Add(1)
+		a.events.writeEvent(e)
 		a.repl.arrivals.record([]store.Entry{e})
 		a.repl.broadcast(e)
 	}
@@ -581,6 +590,7 @@ func (a *Agent) Leave() error {
 func (a *Agent) Shutdown() error {
 	a.shutdownOnce.Do(func() {
 		close(a.stopCh)
+		a.events.close() // ends event streams, so the API can shut down
 		a.coord.shutdown()
 		var errs []error
 		errs = append(errs, a.serf.Shutdown())

@@ -18,6 +18,7 @@ package daemon
 //	GET    /v1/check[?timeout=D]   CheckResult: do all alive nodes hold the same data? (fan-out bounded by D, default 5s)
 //	GET    /v1/digest              the node's digest (binary, store/codec.go)
 //	GET    /v1/summaries?b=1,2     summaries of those digest buckets (binary)
+//	GET    /v1/events[?kinds=K,..&cluster=1]  Server-Sent Events: see events.go
 //	POST   /v1/faults ...          fault injection: see faultsapi.go
 //
 // KEY is path-escaped (url.PathEscape), so it may contain '/'. A query

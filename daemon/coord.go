@@ -204,6 +204,7 @@ func (c *coord) exec(ctx context.Context, op *coordOp) (coordReply, error) {
 		if err != nil {
 			return coordReply{}, err
 		}
+		c.a.writes.Add(1) // the idle loop frees memory once writes stop (agent.go maintain)
 		return coordReply{Code: res.Code, Version: res.Version, Existed: res.Existed, Lock: res.Lock, Leader: leader}, nil
 	}
 	return coordReply{}, fmt.Errorf("unknown operation %d", op.Op)

@@ -113,6 +113,7 @@ func (a *Agent) applyFaultsLocked(now time.Time, rejoin bool) (lifted bool) {
 			a.addrNames.LoadOrStore(ep.Gossip, ep.Name)
 		}
 	}
+	a.events.faultTable(fs.table, now)
 	rules := deriveRules(fs.table, a.cfg.Name, now)
 	now2 := map[string]bool{}
 	for _, r := range rules {
@@ -237,6 +238,7 @@ func (a *Agent) expireFaults() {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	now := time.Now()
+	a.events.faultTable(fs.table, now)
 	want := map[string]bool{}
 	for _, r := range deriveRules(fs.table, a.cfg.Name, now) {
 		want[r.ID] = true

@@ -59,8 +59,9 @@ func newHTTPServer(a *Agent, ln net.Listener) *httpServer {
 	s.mux.HandleFunc("GET /v1/debug/arrivals", s.debugArrivals)
 	s.mux.HandleFunc("GET /v1/digest", s.digest)
 	s.mux.HandleFunc("GET /v1/summaries", s.summaries)
-	s.faultRoutes() // faultsapi.go
-	s.coordRoutes() // coordhttp.go
+	s.mux.HandleFunc("GET /v1/events", s.serveEvents) // events.go
+	s.faultRoutes()                                   // faultsapi.go
+	s.coordRoutes()                                   // coordhttp.go
 	// The timeouts bound every route but the internal stream, which
 	// replaces them with its own idle deadline (serveStream).
 	s.srv = &http.Server{Handler: s,
@@ -108,6 +109,9 @@ func (s *httpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if node := r.URL.Query().Get("node"); node != "" && node != s.a.cfg.Name {
+		if r.URL.Path == "/v1/events" {
+			streamDeadlines(w) // the proxy streams it (events.go)
+		}
 		s.forward(w, r, node) // the body passes through; the target's budget counts it
 		return
 	}

@@ -34,7 +34,9 @@ func sharedSerfSink() *gmprom.PrometheusSink {
 		cfg := gometrics.DefaultConfig("peerctl")
 		cfg.EnableHostname = false
 		cfg.EnableRuntimeMetrics = false
-		if _, err := gometrics.NewGlobal(cfg, sink); err != nil {
+		// memberSignalSink turns memberlist's state changes into member
+		// events (events_member.go).
+		if _, err := gometrics.NewGlobal(cfg, gometrics.FanoutSink{sink, memberSignalSink{}}); err != nil {
 			return
 		}
 		serfSink = sink

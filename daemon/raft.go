@@ -45,6 +45,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/serf/serf"
 )
 
@@ -54,9 +55,9 @@ import (
 func raftTimings(profile string, c *raft.Config) (deadAfter time.Duration) {
 	switch profile {
 	case "local":
-		c.HeartbeatTimeout = 400 * time.Millisecond
-		c.ElectionTimeout = 400 * time.Millisecond
-		c.LeaderLeaseTimeout = 300 * time.Millisecond
+		c.HeartbeatTimeout = 500 * time.Millisecond
+		c.ElectionTimeout = 500 * time.Millisecond
+		c.LeaderLeaseTimeout = 400 * time.Millisecond
 		c.CommitTimeout = 20 * time.Millisecond
 		return 10 * time.Second
 	case "wan":
@@ -158,17 +159,23 @@ func (c *coord) start() error {
 		if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
 			return fmt.Errorf("raft: %w", err)
 		}
-		w, err := wal.Open(filepath.Join(dir, "wal"), wal.WithLogger(cfg.Logger.Named("wal")), wal.WithSegmentSize(16<<20))
+		// raft-wal's Close leaves its metadata database (bolt, locked with
+		// flock) open: hold it here and close it after the log, or a
+		// restart in the same process waits on the lock for ever.
+		meta := &metadb.BoltMetaDB{}
+		w, err := wal.Open(filepath.Join(dir, "wal"), wal.WithLogger(cfg.Logger.Named("wal")), wal.WithSegmentSize(16<<20), wal.WithMetaStore(meta))
 		if err != nil {
+			meta.Close()
 			return fmt.Errorf("raft: open log in %s: %w", dir, err)
 		}
 		fs, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, cfg.Logger.Named("snapshot"))
 		if err != nil {
 			w.Close()
+			meta.Close()
 			return fmt.Errorf("raft: open snapshots in %s: %w", dir, err)
 		}
 		logs, stable, snaps = w, w, fs
-		c.closer = w.Close
+		c.closer = func() error { return errors.Join(w.Close(), meta.Close()) }
 	}
 	r, err := raft.NewRaft(cfg, c.fsm, logs, stable, snaps, c.nt)
 	if err != nil {
@@ -176,7 +183,13 @@ func (c *coord) start() error {
 		return fmt.Errorf("raft: %w", err)
 	}
 	c.r = r
-	c.wg.Add(4)
+	obs := make(chan raft.Observation, 16)
+	r.RegisterObserver(raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	}))
+	c.wg.Add(5)
+	go c.watchLeaders(obs)
 	go c.watchLeadership(notify)
 	go c.bootstrapLoop()
 	go c.autopilotLoop()
@@ -240,6 +253,21 @@ func (c *coord) watchLeadership(notify <-chan bool) {
 					c.ready.Store(term)
 				}
 			}()
+		}
+	}
+}
+
+// watchLeaders emits a leader event (events.go) each time this node
+// learns of a new leader, or of none.
+func (c *coord) watchLeaders(obs <-chan raft.Observation) {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case o := <-obs:
+			lo := o.Data.(raft.LeaderObservation)
+			c.a.events.leader(string(lo.LeaderID), c.r.CurrentTerm())
 		}
 	}
 }

@@ -105,6 +105,7 @@ type replicator struct {
 	rttNext int
 
 	arrivals *arrivals // nil unless Config.TraceArrivals
+	events   *eventHub // nil in tests that build a replicator alone
 }
 
 // peer is an alive member we replicate to.
@@ -405,6 +406,7 @@ func (r *replicator) syncWith(p *peer) (more bool, err error) {
 	defer cancel()
 	r.syncRounds.Add(1)
 	rp := &remotePeer{r: r, p: p, ctx: ctx}
+	defer func(before uint64) { r.events.syncRound(p.name, rp.pushed, int(r.repaired.Load()-before), err) }(r.repaired.Load())
 	more, damaged, err := r.st.SyncRound(rp, rand.Int(), func(es []store.Entry) error {
 		applied, err := r.merge(es)
 		r.repaired.Add(uint64(len(applied)))
@@ -426,9 +428,10 @@ func (r *replicator) syncWith(p *peer) (more bool, err error) {
 // remotePeer is the other side of a round, over the transport: it encodes
 // each message, calls p and decodes the reply.
 type remotePeer struct {
-	r   *replicator
-	p   *peer
-	ctx context.Context
+	r      *replicator
+	p      *peer
+	ctx    context.Context
+	pushed int // entries pushed to p in this round (sync events)
 }
 
 func (rp *remotePeer) call(kind string, body []byte) ([]byte, error) {
@@ -468,6 +471,7 @@ func (rp *remotePeer) Sync(req store.SyncReq) (store.SyncReply, error) {
 
 func (rp *remotePeer) Push(es []store.Entry) error {
 	_, err := rp.r.tr.Call(rp.ctx, rp.p.name, rp.p.addr, kindPush, store.EncodeBatch(es))
+	rp.pushed += len(es)
 	return err
 }
 
@@ -593,6 +597,7 @@ func (r *replicator) noteApplied(es []store.Entry) {
 		return
 	}
 	r.arrivals.record(es)
+	r.events.applied(es)
 	r.applied.Add(uint64(len(es)))
 	var newest store.Timestamp
 	for _, e := range es {

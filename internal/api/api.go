@@ -22,6 +22,7 @@
 //	GET    /v1/check               CheckResult: do all alive nodes hold the same data?
 //	GET    /v1/digest              the node's digest (binary, store/codec.go)
 //	GET    /v1/summaries?b=1,2     summaries of those digest buckets (binary)
+//	GET    /v1/events[?kinds=K,..&cluster=1]  Server-Sent Events: see events.go
 //	POST   /v1/faults ...          fault injection: see faults.go and daemon/faultsapi.go
 //
 // KEY is path-escaped (url.PathEscape), so it may contain '/'. A query

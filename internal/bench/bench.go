@@ -67,6 +67,7 @@ machine.`,
 			benchCatchupCommand(),
 			benchThroughputCommand(),
 			benchMemoryCommand(),
+			benchEventsCommand(),
 		},
 	}
 }

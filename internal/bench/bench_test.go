@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"github.com/peerctl/peerctl/internal/api"
 	"github.com/peerctl/peerctl/internal/cluster"
 	"math"
 	"os"
@@ -63,18 +64,29 @@ peerctl_gossip_packets_sent_totalx 1
 	}
 }
 
-func TestBenchParseMemberEvent(t *testing.T) {
-	for _, tc := range []struct{ line, kind, subject string }{
-		{`time=x level=INFO msg="memberlist: Suspect node2 has failed, no acks received" node=node1`, "suspect", "node2"},
-		{`time=x level=INFO msg="serf: EventMemberFailed: node3 127.0.0.1" node=node1`, "failed", "node3"},
-		{`time=x level=WARN msg="memberlist: Refuting a suspect message (from: node1)" node=node4`, "refute", ""},
-		{`time=x level=INFO msg="member member-failed" node=node1 member=node3`, "", ""},
-		{`time=x level=INFO msg="serf: EventMemberJoin: node3 127.0.0.1"`, "", ""},
+// Member events become the benchmark's membership events: a suspicion
+// counts when the reporter's own probe failed, a refutation when a member
+// it suspected comes back alive.
+func TestBenchMemberEvents(t *testing.T) {
+	cl := &benchCluster{}
+	sus := map[string]bool{}
+	for _, ev := range []api.Event{
+		{Node: "node1", Kind: api.EventMember, Member: "node2", Status: "suspect", DetectedBy: "node1"},
+		{Node: "node1", Kind: api.EventMember, Member: "node3", Status: "suspect", DetectedBy: "node4"},
+		{Node: "node1", Kind: api.EventMember, Member: "node2", Status: "alive"},
+		{Node: "node1", Kind: api.EventMember, Member: "node3", Status: "failed", DetectedBy: "node4"},
+		{Node: "node1", Kind: api.EventMember, Member: "node3", Status: "alive"},
+		{Node: "node1", Kind: api.EventWrite, Key: "k"},
 	} {
-		kind, subject := parseMemberEvent(tc.line)
-		if kind != tc.kind || subject != tc.subject {
-			t.Errorf("parseMemberEvent(%q) = %q, %q; want %q, %q", tc.line, kind, subject, tc.kind, tc.subject)
-		}
+		cl.noteMember(&ev, sus)
+	}
+	var got []string
+	for _, ev := range cl.events {
+		got = append(got, ev.Kind+" "+ev.Subject)
+	}
+	want := "suspect node2,suspect-heard node3,refute node2,failed node3"
+	if strings.Join(got, ",") != want {
+		t.Fatalf("events %q; want %q", strings.Join(got, ","), want)
 	}
 }
 

@@ -35,19 +35,14 @@ type benchCluster struct {
 	hc    *http.Client
 	cs    []*api.Client // by node index
 
+	stopWatch context.CancelFunc // ends the member event watchers (events.go)
+	watchWG   sync.WaitGroup
+
 	mu      sync.Mutex         // guards the fields below
 	procs   []*cluster.Child   // by node index, the latest process
 	logs    []*os.File         // every log file opened
-	events  []benchMemberEvent // membership events from the logs, in order
+	events  []benchMemberEvent // membership events from the nodes' event streams, in arrival order
 	started []time.Time        // by node index, when the latest process was started
-}
-
-// benchMemberEvent is a membership event read from a node's log.
-type benchMemberEvent struct {
-	At       time.Time // when the harness read the line
-	Observer string    // the node that logged it
-	Subject  string    // the node it is about
-	Kind     string    // suspect: a probe failed; failed: declared failed; refute: the subject learned it was suspected
 }
 
 // benchHTTPClient is a client for many concurrent requests to a few
@@ -96,6 +91,7 @@ func newBenchCluster(o *benchOpts, n int, extra ...string) (*benchCluster, error
 		cl.names = append(cl.names, nd.Name)
 		cl.cs = append(cl.cs, api.NewClientWith(nd.API, cl.hc))
 	}
+	cl.watchMembers()
 	return cl, nil
 }
 
@@ -134,9 +130,8 @@ func (cl *benchCluster) run(i int, args []string) error {
 	if err != nil {
 		return err
 	}
-	lw := &cluster.LineWriter{Fn: func(line string) { cl.scanLine(nd.Name, line) }}
 	at := time.Now()
-	ch, err := cl.l.Start(nd.Name, args, io.MultiWriter(f, lw))
+	ch, err := cl.l.Start(nd.Name, args, f)
 	if err != nil {
 		f.Close()
 		return err
@@ -146,46 +141,6 @@ func (cl *benchCluster) run(i int, args []string) error {
 	cl.logs = append(cl.logs, f)
 	cl.mu.Unlock()
 	return nil
-}
-
-// scanLine records the membership events in a log line of observer.
-func (cl *benchCluster) scanLine(observer, line string) {
-	kind, subject := parseMemberEvent(line)
-	if kind == "" {
-		return
-	}
-	if kind == "refute" {
-		subject = observer
-	}
-	ev := benchMemberEvent{At: time.Now(), Observer: observer, Subject: subject, Kind: kind}
-	cl.mu.Lock()
-	cl.events = append(cl.events, ev)
-	cl.mu.Unlock()
-}
-
-// parseMemberEvent recognises memberlist's and serf's log lines for a
-// failed probe ("Suspect X has failed, no acks received"), a failure
-// ("EventMemberFailed: X addr") and a refutation ("Refuting a suspect
-// message"), and returns the kind and the node named.
-func parseMemberEvent(line string) (kind, subject string) {
-	word := func(s string) string {
-		if i := strings.IndexAny(s, " \"\\"); i >= 0 {
-			return s[:i]
-		}
-		return s
-	}
-	switch {
-	case strings.Contains(line, "has failed, no acks received"):
-		if _, rest, ok := strings.Cut(line, "Suspect "); ok {
-			return "suspect", word(rest)
-		}
-	case strings.Contains(line, "EventMemberFailed: "):
-		_, rest, _ := strings.Cut(line, "EventMemberFailed: ")
-		return "failed", word(rest)
-	case strings.Contains(line, "Refuting a suspect message"):
-		return "refute", ""
-	}
-	return "", ""
 }
 
 // eventsSince returns the membership events read at or after t.
@@ -248,6 +203,8 @@ func (cl *benchCluster) kill(i int) (time.Time, error) {
 // thrown away) and waits until all are reaped, then removes the directory
 // unless asked to keep it or the repetition failed.
 func (cl *benchCluster) close(failed bool) {
+	cl.stopWatch()
+	cl.watchWG.Wait()
 	cl.l.KillAll()
 	cl.hc.CloseIdleConnections()
 	cl.mu.Lock()

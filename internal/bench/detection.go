@@ -2,8 +2,8 @@ package bench
 
 // bench detection: kill -9 one daemon and time until the first and until
 // every survivor marks it failed, polling every survivor's member list
-// every 50 ms (and, as a cross-check, from the "EventMemberFailed" lines
-// of the survivors' logs, timed when the harness reads them). --soak D
+// every 50 ms (and, as a cross-check, from the survivors' member events,
+// timed by the daemons: events.go). --soak D
 // instead runs the cluster for D with other work keeping a core busy and
 // counts false positives: suspicions and failures of nodes that are alive.
 
@@ -36,13 +36,13 @@ Examples:
 at random) with SIGKILL, and polls every survivor's member list every 50 ms
 until all of them list it as failed. Reports the time from the kill until
 the first survivor suspected it, until the first and until the last marked
-it failed, and the same from the survivors' logs.
+it failed, and the same from the survivors' event streams (GET /v1/events).
 
 With --soak D it kills nothing: it runs the cluster for D while --busy-cores
 goroutines (default 1) spin in the harness to take a core away, and counts
 every time a node's probe of an alive node failed (suspicion) and every
-time an alive node was declared failed, from the daemons' logs, plus every
-non-alive status seen by polling the member lists every second.`,
+time an alive node was declared failed, from the daemons' event streams,
+plus every non-alive status seen by polling the member lists every second.`,
 		Flags: benchFlags(5,
 			&cli.DurationFlag{Name: "soak", Usage: "instead of a kill, run for `D` and count false alarms"},
 			&cli.IntFlag{Name: "busy-cores", Value: -1, DefaultText: "1 with --soak, else 0", Usage: "spin `C` goroutines in the harness during the run"},
@@ -80,14 +80,14 @@ func runBenchDetection(c *cli.Context) error {
 	}
 	res := &benchResult{Workload: "detection", Params: map[string]any{"detection": p},
 		Method: fmt.Sprintf("detection N=%d profile=%s kill -9 one node, poll members every 50ms, busy-cores=%d reps=%d", p.Nodes, p.Profile, p.BusyCores, o.reps)}
-	res.Notes = append(res.Notes, "times from the SIGKILL; polled: first reply of a survivor's member list (polled every 50 ms) listing the node failed; log: when the harness read a survivor's 'Suspect X has failed' or 'EventMemberFailed' line")
+	res.Notes = append(res.Notes, "times from the SIGKILL; polled: first reply of a survivor's member list (polled every 50 ms) listing the node failed; events: the time of a survivor's member event (GET /v1/events) saying its own probe failed (suspect, detected_by itself) or that it declared the node failed")
 	defs := []metricDef{
-		{"first_suspect_s", "first survivor suspects it (log)", "s"},
+		{"first_suspect_s", "first survivor suspects it (events)", "s"},
 		{"first_failed_s", "first survivor marks it failed", "s"},
 		{"median_failed_s", "median survivor marks it failed", "s"},
 		{"all_failed_s", "every survivor marks it failed", "s"},
-		{"log_first_failed_s", "first failed (log)", "s"},
-		{"log_all_failed_s", "every survivor failed (log)", "s"},
+		{"ev_first_failed_s", "first failed (events)", "s"},
+		{"ev_all_failed_s", "every survivor failed (events)", "s"},
 		{"false_alarms", "suspicions/failures of alive nodes", "count"},
 	}
 	return finishBench(c, o, res, runReps(c.Context, o, res, defs, detectTargets(p), func(ctx context.Context, rep int) (*benchRep, error) {
@@ -187,7 +187,7 @@ func detectionRep(ctx context.Context, o *benchOpts, p detectParams) (*benchRep,
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		// Give the log lines of the last detections a moment to arrive.
+		// Give the events of the last detections a moment to arrive.
 		time.Sleep(200 * time.Millisecond)
 
 		m := map[string]float64{}
@@ -205,44 +205,47 @@ func detectionRep(ctx context.Context, o *benchOpts, p detectParams) (*benchRep,
 		if len(fs) == len(survivors) {
 			m["all_failed_s"] = fs[len(fs)-1]
 		}
-		// A node's member list shows a suspect as alive (memberlist's
-		// Members() reports Node.State, which it never updates), so the
-		// first suspicion comes from the logs.
-		logFailed := map[string]time.Duration{}
+		// The first suspicion comes from the nodes' event streams (a
+		// member list polled every 50 ms would miss short ones), and so,
+		// as a cross-check of the polls, do the failures.
+		evFailed := map[string]time.Duration{}
 		alarms := 0
 		for _, ev := range cl.eventsSince(tKill) {
+			if ev.Kind == "suspect-heard" {
+				continue
+			}
 			if ev.Subject != vname {
 				alarms++
 				continue
 			}
-			if _, ok := m["first_suspect_s"]; !ok && ev.Kind == "suspect" {
+			if first, ok := m["first_suspect_s"]; ev.Kind == "suspect" && (!ok || ev.At.Sub(tKill).Seconds() < first) {
 				m["first_suspect_s"] = ev.At.Sub(tKill).Seconds()
 			}
-			if _, seen := logFailed[ev.Observer]; ev.Kind == "failed" && !seen {
-				logFailed[ev.Observer] = ev.At.Sub(tKill)
+			if _, seen := evFailed[ev.Observer]; ev.Kind == "failed" && !seen {
+				evFailed[ev.Observer] = ev.At.Sub(tKill)
 			}
 		}
 		var lf []float64
-		for _, d := range logFailed {
+		for _, d := range evFailed {
 			lf = append(lf, d.Seconds())
 		}
 		sort.Float64s(lf)
 		if len(lf) > 0 {
-			m["log_first_failed_s"] = lf[0]
+			m["ev_first_failed_s"] = lf[0]
 		}
 		if len(lf) == len(survivors) {
-			m["log_all_failed_s"] = lf[len(lf)-1]
+			m["ev_all_failed_s"] = lf[len(lf)-1]
 		}
 		m["false_alarms"] = float64(alarms)
 		var notes []string
 		if len(fs) < len(survivors) {
 			notes = append(notes, fmt.Sprintf("only %d of %d survivors marked %s failed within %s", len(fs), len(survivors), vname, p.Timeout))
 		}
-		o.say("  first suspected %s, first failed %s, all failed %s (log: %s)",
+		o.say("  first suspected %s, first failed %s, all failed %s (events: %s)",
 			fmtFigure(valOr(m, "first_suspect_s"), "s"), fmtFigure(valOr(m, "first_failed_s"), "s"),
-			fmtFigure(valOr(m, "all_failed_s"), "s"), fmtFigure(valOr(m, "log_all_failed_s"), "s"))
+			fmtFigure(valOr(m, "all_failed_s"), "s"), fmtFigure(valOr(m, "ev_all_failed_s"), "s"))
 		out = &benchRep{Metrics: m, Notes: notes, Detail: map[string]any{
-			"victim": vname, "failed_s": fs, "log_failed_s": lf,
+			"victim": vname, "failed_s": fs, "event_failed_s": lf,
 		}}
 		return nil
 	})
@@ -289,7 +292,7 @@ func burnCores(n int) func() {
 func runBenchSoak(c *cli.Context, o *benchOpts, p detectParams) error {
 	res := &benchResult{Workload: "detection-soak", Params: map[string]any{"detection": p},
 		Method: fmt.Sprintf("detection soak N=%d profile=%s dur=%s busy-cores=%d (harness spins) reps=%d", p.Nodes, p.Profile, p.Soak, p.BusyCores, o.reps)}
-	res.Notes = append(res.Notes, "from the daemons' logs: suspicions = failed probes of alive nodes (memberlist 'Suspect X has failed'), failures = EventMemberFailed of alive nodes; polled = non-alive statuses seen in 1 s polls of every member list")
+	res.Notes = append(res.Notes, "from the daemons' member events (GET /v1/events): suspicions = a node's own failed probe of an alive node (suspect, detected_by itself), failures = alive nodes declared failed, refutations = first-hand suspicions that ended with the node alive again; polled = non-alive statuses seen in 1 s polls of every member list")
 	defs := []metricDef{
 		{"suspicions", "suspicions of alive nodes", "count"},
 		{"false_failures", "alive nodes declared failed", "count"},
