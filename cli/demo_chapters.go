@@ -29,7 +29,8 @@ func demoChapterCommands() []*cli.Command {
 prints a table of figures at the end. It stops every node it started and
 removes its directory when it ends, also on failure or Ctrl-C; the exit
 status is non-zero if a step did not hold, and the error names the step.`,
-			Flags: flags,
+			Flags:        flags,
+			OnUsageError: usageError,
 			Action: func(c *cli.Context) error {
 				if err := wantArgs(c, 0, 0); err != nil {
 					return err

@@ -164,6 +164,8 @@ func consistency(r *run) error {
 			r.note("ok: every node reads color=blue at index %s: the acknowledged write, and only", cBlue.Version)
 			r.note("it. The minority refused instead of accepting a write it could not keep.")
 			r.figure("consistent: acknowledged writes lost", 0, "")
+			r.keepNote = append(r.keepNote, fmt.Sprintf("peerctl --addr %s get --all color    # the survivor, at every node", g.nodes[0].API),
+				fmt.Sprintf("peerctl --addr %s get --consistent ccolor    # the acknowledged write", g.nodes[0].API))
 			r.note("The price: every consistent write waits for a majority (%s against %s p50", figures.Format(r.get("consistent write p50"), "ms"), figures.Format(r.get("gossip write p50"), "ms"))
 			r.note("above), and a node cut off from the majority cannot write at all. The gossip store")
 			r.note("stays writable everywhere and pays in lost writes instead (CAP: in a partition,")

@@ -223,6 +223,7 @@ func coordination(r *run) error {
 			if err != nil {
 				return err
 			}
+			r.keepNote = append(r.keepNote, fmt.Sprintf("peerctl --addr %s leader    # the Raft group as node1 sees it", g.nodes[0].API))
 			r.note("Healed: every node reads the majority's job at index %s; the minority's never", wr.Version)
 			r.note("happened. A majority rule cannot pick two: two sides cannot both hold 3 of 5.")
 			return nil

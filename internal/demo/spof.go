@@ -166,9 +166,6 @@ func spof(r *run) error {
 			return nil
 		}},
 	)
-	if err == nil {
-		r.keepNote = append(r.keepNote, "peerctl --addr "+b.nodes[1].API+" members    # node1, the seed, stays failed")
-	}
 	return err
 }
 
