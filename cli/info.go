@@ -63,7 +63,7 @@ type replicationInfo struct {
 
 // authInfo is how the node guards its API and channels (api.AuthStats).
 type authInfo struct {
-	Keys               int               `json:"keys"`
+	Keys               int               `json:"gossip_keys"`
 	Token              bool              `json:"token"`
 	TLS                bool              `json:"tls"`
 	TokenRefused       uint64            `json:"token_refused"`

@@ -112,9 +112,9 @@ type Info struct {
 // AuthStats says how a node guards its API and the channels between nodes,
 // and counts what it refused.
 type AuthStats struct {
-	Keys               int               `json:"keys"`  // gossip keyring keys; 0: no encryption
-	Token              bool              `json:"token"` // the API wants a token
-	TLS                bool              `json:"tls"`   // the API serves HTTPS
+	Keys               int               `json:"gossip_keys"` // gossip keyring keys; 0: no encryption
+	Token              bool              `json:"token"`       // the API wants a token
+	TLS                bool              `json:"tls"`         // the API serves HTTPS
 	TokenRefused       uint64            `json:"token_refused"`
 	ReplicationRefused uint64            `json:"replication_refused"` // sealed messages refused, all reasons
 	RefusedBy          map[string]uint64 `json:"replication_refused_by,omitempty"`
