@@ -90,13 +90,15 @@ type eventHub struct {
 	now  func() time.Time
 	n    atomic.Int32 // subscribers: emit returns at once when 0
 
-	mu     sync.Mutex // guards subs, last, closed, write, apply
+	wantA atomic.Uint32 // want, for a check without the lock
+	write sampler       // write events, before the lock
+	apply sampler       // apply events, before the lock
+
+	mu     sync.Mutex // guards subs, want, last, closed
 	subs   map[*eventSub]struct{}
 	want   kindMask  // union of the subscribers' kinds
 	last   time.Time // time of the last event: never goes back
 	closed bool
-	write  sampler
-	apply  sampler
 
 	done chan struct{} // closed by close: every stream ends
 
@@ -111,27 +113,27 @@ type eventSub struct {
 	over  chan struct{} // closed when the hub dropped the subscriber
 }
 
-// sampler passes at most rate events per second and counts the rest.
+// sampler passes at most rate events in each wall-clock second and
+// counts the rest, without a lock: it runs on the write path.
 type sampler struct {
-	start   time.Time
-	n       int
-	skipped uint64
+	sec     atomic.Int64 // the second (Unix time) n counts in
+	n       atomic.Int64
+	skipped atomic.Uint64
 }
 
 // take reports whether an event at now may be sent and, if so, how many
-// were skipped since the last one sent.
+// were skipped since the last one sent. Under concurrent calls the rate
+// is approximate; every skipped event is counted once.
 func (s *sampler) take(now time.Time, rate int) (bool, uint64) {
-	if now.Sub(s.start) >= time.Second || now.Before(s.start) {
-		s.start, s.n = now, 0
+	sec := now.Unix()
+	if old := s.sec.Load(); old != sec && s.sec.CompareAndSwap(old, sec) {
+		s.n.Store(0)
 	}
-	if s.n >= rate {
-		s.skipped++
+	if s.n.Add(1) > int64(rate) {
+		s.skipped.Add(1)
 		return false, 0
 	}
-	s.n++
-	k := s.skipped
-	s.skipped = 0
-	return true, k
+	return true, s.skipped.Swap(0)
 }
 
 func newEventHub(node string) *eventHub {
@@ -158,6 +160,7 @@ func (h *eventHub) subscribe(kinds kindMask) (*eventSub, error) {
 	s := &eventSub{kinds: kinds, ch: make(chan []byte, eventSubBuffer), over: make(chan struct{})}
 	h.subs[s] = struct{}{}
 	h.want |= kinds
+	h.wantA.Store(uint32(h.want))
 	h.n.Store(int32(len(h.subs)))
 	return s, nil
 }
@@ -178,6 +181,7 @@ func (h *eventHub) removeLocked(s *eventSub) {
 	for o := range h.subs {
 		h.want |= o.kinds
 	}
+	h.wantA.Store(uint32(h.want))
 	h.n.Store(int32(len(h.subs)))
 }
 
@@ -195,7 +199,8 @@ func (h *eventHub) close() {
 }
 
 // emit stamps ev with the time and node and offers it to every subscriber
-// that wants its kind. It never blocks.
+// that wants its kind. It never blocks. It does not sample: writeEvent and
+// applied do, before they build the event.
 func (h *eventHub) emit(ev *Event) {
 	if !h.active() {
 		return
@@ -207,18 +212,6 @@ func (h *eventHub) emit(ev *Event) {
 		return
 	}
 	now := h.now()
-	switch ev.Kind {
-	case api.EventWrite, api.EventApply:
-		s := &h.write
-		if ev.Kind == api.EventApply {
-			s = &h.apply
-		}
-		ok, skipped := s.take(now, api.EventSampleRate)
-		if !ok {
-			return
-		}
-		ev.Sampled = skipped
-	}
 	if now.Before(h.last) {
 		now = h.last
 	}
@@ -272,23 +265,37 @@ func (h *eventHub) emitRaw(kind string, b []byte) {
 	}
 }
 
-// write reports a local write.
-func (h *eventHub) writeEvent(e store.Entry) {
-	if !h.active() {
-		return
-	}
-	h.emit(&Event{Kind: api.EventWrite, Key: e.Key, Version: e.Version.String(), Deleted: e.Deleted})
+// wants reports, without the lock, whether a subscriber wants kind.
+func (h *eventHub) wants(kind string) bool {
+	return h.active() && kindMask(h.wantA.Load())&kindBits[kind] != 0
 }
 
-// applied reports entries from a peer that changed the store.
-func (h *eventHub) applied(es []store.Entry) {
-	if !h.active() {
+// writeEvent reports a local write, sampled (sampler).
+func (h *eventHub) writeEvent(e store.Entry) {
+	if !h.wants(api.EventWrite) {
 		return
 	}
+	ok, skipped := h.write.take(h.now(), api.EventSampleRate)
+	if !ok {
+		return
+	}
+	h.emit(&Event{Kind: api.EventWrite, Key: e.Key, Version: e.Version.String(), Deleted: e.Deleted, Sampled: skipped})
+}
+
+// applied reports entries from a peer that changed the store, sampled.
+func (h *eventHub) applied(es []store.Entry) {
+	if !h.wants(api.EventApply) {
+		return
+	}
+	now := h.now()
 	for _, e := range es {
-		lat := float64(max(h.now().UnixMilli()-e.Version.TS.WallMillis(), 0))
+		ok, skipped := h.apply.take(now, api.EventSampleRate)
+		if !ok {
+			continue
+		}
+		lat := float64(max(now.UnixMilli()-e.Version.TS.WallMillis(), 0))
 		h.emit(&Event{Kind: api.EventApply, Key: e.Key, Version: e.Version.String(), Deleted: e.Deleted,
-			From: e.Version.Node, LatencyMS: &lat})
+			From: e.Version.Node, LatencyMS: &lat, Sampled: skipped})
 	}
 }
 
