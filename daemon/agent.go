@@ -65,6 +65,8 @@ type Agent struct {
 	seal    *sealer             // replication envelope (envelope.go); nil without a keyring
 	apiTLS  sync.Map            // peer API host:port -> advertises tls=1 (serf tags)
 	peerRT  http.RoundTripper   // daemon-to-daemon HTTP: token, TLS
+	// eventsHC opens members' event streams for ?cluster=1 (events_cluster.go)
+	eventsHC *http.Client
 
 	// Known members (known.go): loaded at start, rewritten by knownLoop.
 	knownMu    sync.Mutex
@@ -117,6 +119,11 @@ func Create(cfg *Config) (*Agent, error) {
 		return nil, err
 	}
 	a.peerRT = peerRT
+	eventsRT, err := a.newPeerTransport(newEventsTransport())
+	if err != nil {
+		return nil, err
+	}
+	a.eventsHC = &http.Client{Transport: eventsRT}
 	ln, err := net.Listen("tcp", cfg.API)
 	if err != nil {
 		return nil, listenError("--api", cfg.API, err)

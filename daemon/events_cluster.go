@@ -128,7 +128,7 @@ func (s *httpServer) runFeed(ctx context.Context, f *clusterFeed) {
 				case <-ctx.Done():
 				}
 			}()
-			body, err := openMemberEvents(ctx, addr)
+			body, err := openMemberEvents(ctx, s.a.eventsHC, addr)
 			if err != nil {
 				if ctx.Err() == nil {
 					f.report(name, "lost", oneLineErr(err))
@@ -268,13 +268,13 @@ func (s *httpServer) serveClusterEvents(w http.ResponseWriter, r *http.Request, 
 
 // openMemberEvents opens the event stream (every kind) of the member whose
 // API is at addr and returns its body.
-func openMemberEvents(ctx context.Context, addr string) (io.ReadCloser, error) {
+func openMemberEvents(ctx context.Context, hc *http.Client, addr string) (io.ReadCloser, error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/v1/events", nil)
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set(headerClient, "1")
-	resp, err := eventsHC.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -286,11 +286,16 @@ func openMemberEvents(ctx context.Context, addr string) (io.ReadCloser, error) {
 	return resp.Body, nil
 }
 
-// eventsHC opens members' streams for merged streams: connecting and the
-// reply's header are bounded, the stream itself is not.
-var eventsHC = &http.Client{Transport: &http.Transport{
-	DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-	ResponseHeaderTimeout: 5 * time.Second,
-	MaxIdleConnsPerHost:   2,
-	IdleConnTimeout:       30 * time.Second,
-}}
+// newEventsTransport is the transport of the client that opens members'
+// streams for merged streams: connecting and the reply's header are
+// bounded, the stream itself is not. The agent wraps it in its peer round
+// tripper (auth.go), so the streams carry the token and use TLS where the
+// member serves it.
+func newEventsTransport() *http.Transport {
+	return &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		ResponseHeaderTimeout: 5 * time.Second,
+		MaxIdleConnsPerHost:   2,
+		IdleConnTimeout:       30 * time.Second,
+	}
+}

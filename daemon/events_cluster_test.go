@@ -194,3 +194,46 @@ func TestEventsSameOriginOnly(t *testing.T) {
 		}
 	}
 }
+
+// With an API token, the merged stream still reaches every member: the
+// node opening members' streams sends the token as every daemon-to-daemon
+// call does (auth.go).
+func TestEventsClusterToken(t *testing.T) {
+	const token = "s3cret-token"
+	var nodes []*testNode
+	for i := range 2 {
+		var join []string
+		if i > 0 {
+			join = []string{nodes[0].GossipAddr()}
+		}
+		cfg := testConfig(t, fmt.Sprintf("n%d", i+1), t.TempDir(), join...)
+		cfg.Token = token
+		nodes = append(nodes, startNode(t, cfg))
+	}
+	waitFor(t, 15*time.Second, "both nodes see each other alive", func() error { return allAlive(nodes, 2) })
+	ctx := context.Background()
+	c1, err := api.NewClientOptions(nodes[0].APIAddr(), api.Options{Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged, err := c1.Events(ctx, "", []string{api.EventWrite, api.EventStreamStatus}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer merged.Close()
+	waitEvent(t, merged, 10*time.Second, "n2's stream joined", func(ev api.Event) bool {
+		if ev.Kind == api.EventStreamStatus && ev.Peer == "n2" && ev.Status != "joined" {
+			t.Fatalf("n2's stream: %+v; want joined", ev)
+		}
+		return ev.Kind == api.EventStreamStatus && ev.Peer == "n2"
+	})
+	if _, err := c1.Put(ctx, "n2", "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if ev := waitEvent(t, merged, 10*time.Second, "n2's write", func(ev api.Event) bool { return ev.Kind == api.EventWrite }); ev.Node != "n2" {
+		t.Fatalf("merged stream: %+v; want n2's write", ev)
+	}
+	if n := nodes[1].Info().Auth.TokenRefused; n != 0 {
+		t.Fatalf("n2 refused %d requests for want of a token; want 0", n)
+	}
+}

@@ -183,6 +183,9 @@ func (c *Client) Events(ctx context.Context, node string, kinds []string, cluste
 	}
 	req.Header.Set(HeaderClient, "1")
 	req.Header.Set("Accept", "text/event-stream")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	// The client's overall timeout would cut the stream: only the
 	// transport is shared.
 	hc := &http.Client{Transport: c.hc.Transport}
