@@ -222,6 +222,12 @@ func (h *eventHub) emit(ev *Event) {
 	if err != nil {
 		return // every field marshals
 	}
+	h.offerLocked(bit, b)
+}
+
+// offerLocked offers b to every subscriber whose kinds include bit,
+// dropping (and signalling over) one whose buffer is full. h.mu is held.
+func (h *eventHub) offerLocked(bit kindMask, b []byte) {
 	for s := range h.subs {
 		if s.kinds&bit == 0 {
 			continue
@@ -251,18 +257,7 @@ func (h *eventHub) emitRaw(kind string, b []byte) {
 	if h.want&bit == 0 {
 		return
 	}
-	b = bytes.Clone(b)
-	for s := range h.subs {
-		if s.kinds&bit == 0 {
-			continue
-		}
-		select {
-		case s.ch <- b:
-		default:
-			h.removeLocked(s)
-			close(s.over)
-		}
-	}
+	h.offerLocked(bit, bytes.Clone(b))
 }
 
 // wants reports, without the lock, whether a subscriber wants kind.
@@ -343,28 +338,51 @@ func (s *httpServer) serveEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer sw.stop()
+	pumpEvents(r, sw, h, sub, nil, nil)
+}
+
+// pumpEvents writes the events of own (this node's) and merged (the
+// members', nil for a node's own stream) to sw, with a heartbeat comment
+// every api.EventHeartbeat, until the client goes, a write fails, either
+// subscription is dropped for falling behind (said in a final event), or
+// h or feedDone (nil: never) closes.
+func pumpEvents(r *http.Request, sw *sseWriter, h *eventHub, own, merged *eventSub, feedDone <-chan struct{}) {
+	var mergedCh <-chan []byte
+	var mergedOver <-chan struct{}
+	if merged != nil {
+		mergedCh, mergedOver = merged.ch, merged.over
+	}
 	hb := time.NewTicker(api.EventHeartbeat)
 	defer hb.Stop()
 	for {
+		var b []byte
 		select {
-		case b := <-sub.ch:
-			if sw.data(b) != nil || sw.sent(b) != nil {
-				return
-			}
+		case b = <-own.ch:
+		case b = <-mergedCh:
 		case <-sw.due():
 			if sw.flush() != nil {
 				return
 			}
-		case <-sub.over:
+			continue
+		case <-own.over:
 			sw.final(h, fmt.Sprintf("client fell behind: %d events were waiting for it", eventSubBuffer))
+			return
+		case <-mergedOver:
+			sw.final(h, fmt.Sprintf("client fell behind: %d events from the members were waiting for it", eventSubBuffer))
 			return
 		case <-hb.C:
 			if sw.comment("ping") != nil {
 				return
 			}
+			continue
 		case <-h.done:
 			return
+		case <-feedDone:
+			return
 		case <-r.Context().Done():
+			return
+		}
+		if sw.data(b) != nil || sw.sent(b) != nil {
 			return
 		}
 	}

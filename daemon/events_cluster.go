@@ -230,40 +230,7 @@ func (s *httpServer) serveClusterEvents(w http.ResponseWriter, r *http.Request, 
 			}
 		}
 	}
-	hb := time.NewTicker(api.EventHeartbeat)
-	defer hb.Stop()
-	for {
-		select {
-		case b := <-own.ch:
-			if sw.data(b) != nil || sw.sent(b) != nil {
-				return
-			}
-		case b := <-merged.ch:
-			if sw.data(b) != nil || sw.sent(b) != nil {
-				return
-			}
-		case <-sw.due():
-			if sw.flush() != nil {
-				return
-			}
-		case <-own.over:
-			sw.final(h, fmt.Sprintf("client fell behind: %d events were waiting for it", eventSubBuffer))
-			return
-		case <-merged.over:
-			sw.final(h, fmt.Sprintf("client fell behind: %d events from the members were waiting for it", eventSubBuffer))
-			return
-		case <-hb.C:
-			if sw.comment("ping") != nil {
-				return
-			}
-		case <-h.done:
-			return
-		case <-f.hub.done:
-			return
-		case <-r.Context().Done():
-			return
-		}
-	}
+	pumpEvents(r, sw, h, own, merged, f.hub.done)
 }
 
 // openMemberEvents opens the event stream (every kind) of the member whose
