@@ -25,6 +25,7 @@ type loadResult struct {
 	wps, p50, p99 float64 // writes/s; latency in ms
 	agentsCPU     float64 // % of one core, all agents
 	harnessCPU    float64
+	end           time.Time // when the last client stopped
 }
 
 // closedLoop runs n clients, client j writing through node nodeOf(j) with
@@ -64,7 +65,8 @@ func closedLoop(ctx context.Context, cl *benchCluster, n int, d time.Duration, n
 	}
 	stop.Store(true)
 	wg.Wait()
-	took := time.Since(start).Seconds()
+	end := time.Now()
+	took := end.Sub(start).Seconds()
 	cpuA1, cpuH1 := cl.cpuUsed()
 	if err := ctx.Err(); err != nil {
 		return loadResult{}, err
@@ -80,6 +82,7 @@ func closedLoop(ctx context.Context, cl *benchCluster, n int, d time.Duration, n
 	return loadResult{
 		wps: float64(acked.Load()) / took, p50: percentile(all, 50), p99: percentile(all, 99),
 		agentsCPU: 100 * (cpuA1 - cpuA0).Seconds() / took, harnessCPU: 100 * (cpuH1 - cpuH0).Seconds() / took,
+		end: end,
 	}, nil
 }
 

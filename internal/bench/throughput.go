@@ -8,14 +8,13 @@ package bench
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 func benchThroughputCommand() *cli.Command {
@@ -186,61 +185,23 @@ func throughputPhase(ctx context.Context, cl *benchCluster, p throughputParams, 
 	for i := range value {
 		value[i] = 'a' + byte(i%26)
 	}
-	var stop atomic.Bool
-	var acked atomic.Int64
-	var firstErr atomic.Value
-	lat := make([][]float64, n)
-	var wg sync.WaitGroup
-	cpuA0, cpuH0 := cl.cpuUsed()
-	start := time.Now()
-	for j := range n {
-		node := 0
-		if mode == "spread" {
-			node = j % len(cl.nodes)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for seq := 0; !stop.Load() && ctx.Err() == nil; seq++ {
-				t := time.Now()
-				if _, err := cl.cs[node].Put(ctx, "", fmt.Sprintf("%s%d/%d", prefix, j, seq), value); err != nil {
-					if ctx.Err() == nil {
-						firstErr.CompareAndSwap(nil, err)
-					}
-					return
-				}
-				lat[j] = append(lat[j], ms(time.Since(t)))
-				acked.Add(1)
-			}
-		}()
+	nodeOf := func(int) int { return 0 }
+	if mode == "spread" {
+		nodeOf = func(j int) int { return j % len(cl.nodes) }
 	}
-	timer := time.NewTimer(p.Duration)
-	select {
-	case <-timer.C:
-	case <-ctx.Done():
-	}
-	stop.Store(true)
-	wg.Wait()
-	end := time.Now()
-	cpuA1, cpuH1 := cl.cpuUsed()
-	took := end.Sub(start).Seconds()
-	if err := ctx.Err(); err != nil {
-		return phaseResult{}, err
-	}
-	if err, _ := firstErr.Load().(error); err != nil {
+	lr, err := closedLoop(ctx, cl, n, p.Duration, nodeOf, func(ctx context.Context, c *api.Client, j, seq int) error {
+		_, err := c.Put(ctx, "", fmt.Sprintf("%s%d/%d", prefix, j, seq), value)
+		return err
+	})
+	if err != nil {
 		return phaseResult{}, err
 	}
 	at, checks, err := cl.waitConverged(ctx, cl.all(), 20*time.Millisecond, p.Timeout)
 	if err != nil {
 		return phaseResult{}, fmt.Errorf("nodes did not converge: %w", err)
 	}
-	var all []float64
-	for _, l := range lat {
-		all = append(all, l...)
-	}
-	sort.Float64s(all)
 	return phaseResult{
-		wps: float64(acked.Load()) / took, p99: percentile(all, 99), converge: ms(at.Sub(end)), firstCheck: checks == 1,
-		agentsCPU: 100 * (cpuA1 - cpuA0).Seconds() / took, harnessCPU: 100 * (cpuH1 - cpuH0).Seconds() / took,
+		wps: lr.wps, p99: lr.p99, converge: ms(at.Sub(lr.end)), firstCheck: checks == 1,
+		agentsCPU: lr.agentsCPU, harnessCPU: lr.harnessCPU,
 	}, nil
 }
