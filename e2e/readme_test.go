@@ -2,10 +2,7 @@ package e2e
 
 import (
 	"bufio"
-	"context"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -191,22 +188,8 @@ func (w *readmeWorld) startAgent(c readmeCommand, args []string) {
 // cli runs `peerctl args...` with PEERCTL_ADDR set to n1's API, as the
 // default address 127.0.0.1:7947 would be.
 func (w *readmeWorld) cli(args []string) procs.Result {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, peerctl.Path, args...)
-	cmd.Env = append(procs.CleanEnv(), "PEERCTL_ADDR="+w.mapArg("127.0.0.1:7947"))
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := procs.Result{Stdout: stdout.String(), Stderr: stderr.String()}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		r.Code = ee.ExitCode()
-	case err != nil:
-		w.t.Fatalf("peerctl %s: %v", strings.Join(args, " "), err)
-	}
-	return r
+	w.t.Helper()
+	return procs.Run(w.t, time.Minute, append(procs.CleanEnv(), "PEERCTL_ADDR="+w.mapArg("127.0.0.1:7947")), peerctl.Path, args...)
 }
 
 // TestREADMECommands runs the command lines of README.md's "Manual use"

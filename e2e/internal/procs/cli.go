@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Result is a finished client command.
@@ -25,10 +27,18 @@ func (r Result) String() string {
 // fails the test.
 func (b *Binary) CLI(tb testing.TB, addr string, args ...string) Result {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), CmdTimeout)
+	return Run(tb, CmdTimeout, CleanEnv(), b.Path, append([]string{"--addr", addr}, args...)...)
+}
+
+// Run runs the program name with args in the environment env to
+// completion, for at most timeout. A non-zero exit is a Result; a command
+// that cannot run fails the test.
+func Run(tb testing.TB, timeout time.Duration, env []string, name string, args ...string) Result {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, b.Path, append([]string{"--addr", addr}, args...)...)
-	cmd.Env = CleanEnv()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = env
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -38,7 +48,7 @@ func (b *Binary) CLI(tb testing.TB, addr string, args ...string) Result {
 	case errors.As(err, &ee):
 		r.Code = ee.ExitCode()
 	case err != nil:
-		tb.Fatalf("peerctl %s: %v", strings.Join(args, " "), err)
+		tb.Fatalf("%s %s: %v", filepath.Base(name), strings.Join(args, " "), err)
 	}
 	return r
 }
