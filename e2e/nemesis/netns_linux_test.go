@@ -221,42 +221,7 @@ func (v *vnet) remove() {
 // cliIn runs `peerctl --addr addr args...` inside namespace ns.
 func cliIn(tb testing.TB, ns, addr string, args ...string) procs.Result {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), procs.CmdTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, peerctl.Path, "--addr", addr}, args...)...)
-	cmd.Env = procs.CleanEnv()
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := procs.Result{Stdout: stdout.String(), Stderr: stderr.String()}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		r.Code = ee.ExitCode()
-	case err != nil:
-		tb.Fatalf("ip netns exec %s peerctl %s: %v", ns, strings.Join(args, " "), err)
-	}
-	return r
-}
-
-// runIn starts a process of the agent inside namespace ns, as cluster.run
-// does on loopback.
-func runIn(c *cluster, a *agent, ns string, args ...string) *proc {
-	c.tb.Helper()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	n := len(a.procs) + 1
-	p := &proc{}
-	p.Proc = peerctl.StartIn(c.tb, ns, fmt.Sprintf("%s#%d", a.name, n), filepath.Join(c.root, fmt.Sprintf("%s.%d.log", a.name, n)),
-		func(q *launch.Child, err error) {
-			if !p.killed.Load() && !q.Termed() {
-				c.mu.Lock()
-				c.unexpected = append(c.unexpected, fmt.Sprintf("%s (pid %d) exited at +%s: %v", q.Name, q.PID(), c.since().Round(time.Millisecond), err))
-				c.mu.Unlock()
-			}
-		}, args...)
-	a.procs = append(a.procs, p)
-	return p
+	return procs.Run(tb, procs.CmdTimeout, procs.CleanEnv(), "ip", append([]string{"netns", "exec", ns, peerctl.Path, "--addr", addr}, args...)...)
 }
 
 // nsDialer dials from inside namespace ns: the socket is made on a thread
@@ -309,26 +274,14 @@ func TestNetns(t *testing.T) {
 	const n = 5
 	v := newVnet(t, n+1, map[string]int{"seed1": 0, "seed2": 1})
 	key, token := randomKey(t), randomKey(t)
-	c := &cluster{tb: t, root: t.TempDir(), start: time.Now(), token: token}
-	c.hc = &http.Client{Timeout: apiTimeout, Transport: bearer(token, &http.Transport{})}
-	t.Cleanup(func() {
-		if left := procs.Leftovers(c.root); len(left) > 0 {
-			t.Errorf("processes still running after stopping the cluster: %s", strings.Join(left, ", "))
-			for _, pid := range left {
-				if p, err := strconv.Atoi(pid); err == nil {
-					syscall.Kill(p, syscall.SIGKILL)
-				}
-			}
-		}
-	})
-	t.Cleanup(c.stopAll)
+	c := emptyCluster(t, &http.Client{Timeout: apiTimeout, Transport: bearer(token, &http.Transport{})}, token)
 	for i := range n {
 		a := &agent{name: fmt.Sprintf("n%d", i+1), gossip: v.ip(i) + ":7946", api: v.ip(i) + ":7947",
 			dir: filepath.Join(c.root, fmt.Sprintf("n%d", i+1)), seed: uint64(i + 1)}
 		c.agents = append(c.agents, a)
 		// Every node gets the same --join names; n1 and n2 find themselves
 		// among them and skip their own address.
-		runIn(c, a, v.hosts[i], "agent", "--name", a.name, "--bind", a.gossip, "--api", a.api,
+		c.runIn(a, v.hosts[i], "agent", "--name", a.name, "--bind", a.gossip, "--api", a.api,
 			"--data-dir", a.dir, "--profile", "local", "--encrypt", key, "--token", token,
 			"--join", "seed1:7946", "--join", "seed2:7946")
 	}
@@ -523,7 +476,7 @@ func stranger(t *testing.T, c *cluster, v *vnet, token string) {
 		t.Fatal(err)
 	}
 	s := &agent{name: "stranger", gossip: v.ip(5) + ":7946", api: v.ip(5) + ":7947", dir: filepath.Join(c.root, "stranger")}
-	p := runIn(c, s, v.hosts[5], "agent", "--name", s.name, "--bind", s.gossip, "--api", s.api, "--data-dir", s.dir,
+	p := c.runIn(s, v.hosts[5], "agent", "--name", s.name, "--bind", s.gossip, "--api", s.api, "--data-dir", s.dir,
 		"--profile", "local", "--encrypt", randomKey(t), "--token", token, "--join", n1.gossip)
 	t.Cleanup(func() { p.Stop(t) }) // before the cluster's: it is not in c.agents
 	if err := c.waitReady(s); err != nil {

@@ -76,12 +76,12 @@ type cluster struct {
 	unexpected []string   // deaths nobody asked for
 }
 
-// newCluster lays out n agents n1..nN on fresh ports and starts them: n1
-// first, the others joining it. It returns once every agent sees every
-// other alive. Every process is stopped and reaped when the test ends.
-func newCluster(tb testing.TB, n int, seed uint64) *cluster {
+// emptyCluster returns a cluster with no agents yet, under a fresh root,
+// calling the API with hc and token. When the test ends every process it
+// started is stopped and reaped, and none of them may remain.
+func emptyCluster(tb testing.TB, hc *http.Client, token string) *cluster {
 	tb.Helper()
-	c := &cluster{tb: tb, root: tb.TempDir(), hc: &http.Client{Timeout: apiTimeout}, start: time.Now()}
+	c := &cluster{tb: tb, root: tb.TempDir(), hc: hc, start: time.Now(), token: token}
 	// Registered first, so it runs last: after every process has been
 	// stopped, none of this test's may remain.
 	tb.Cleanup(func() {
@@ -95,6 +95,15 @@ func newCluster(tb testing.TB, n int, seed uint64) *cluster {
 		}
 	})
 	tb.Cleanup(c.stopAll)
+	return c
+}
+
+// newCluster lays out n agents n1..nN on fresh ports and starts them: n1
+// first, the others joining it. It returns once every agent sees every
+// other alive. Every process is stopped and reaped when the test ends.
+func newCluster(tb testing.TB, n int, seed uint64) *cluster {
+	tb.Helper()
+	c := emptyCluster(tb, &http.Client{Timeout: apiTimeout}, "")
 	for i := range n {
 		p := procs.FreePorts(tb, 2)
 		c.agents = append(c.agents, &agent{
@@ -132,18 +141,30 @@ func (c *cluster) since() time.Duration { return time.Since(c.start) }
 // run starts a process of the agent with args.
 func (c *cluster) run(a *agent, args ...string) *proc {
 	c.tb.Helper()
+	return c.runIn(a, "", args...)
+}
+
+// runIn is run with the process inside network namespace ns ("": the
+// test's own).
+func (c *cluster) runIn(a *agent, ns string, args ...string) *proc {
+	c.tb.Helper()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	n := len(a.procs) + 1
 	p := &proc{}
-	p.Proc = peerctl.Start(c.tb, fmt.Sprintf("%s#%d", a.name, n), filepath.Join(c.root, fmt.Sprintf("%s.%d.log", a.name, n)),
-		func(q *launch.Child, err error) {
-			if !p.killed.Load() && !q.Termed() {
-				c.mu.Lock()
-				c.unexpected = append(c.unexpected, fmt.Sprintf("%s (pid %d) exited at +%s: %v", q.Name, q.PID(), c.since().Round(time.Millisecond), err))
-				c.mu.Unlock()
-			}
-		}, args...)
+	name, log := fmt.Sprintf("%s#%d", a.name, n), filepath.Join(c.root, fmt.Sprintf("%s.%d.log", a.name, n))
+	exited := func(q *launch.Child, err error) {
+		if !p.killed.Load() && !q.Termed() {
+			c.mu.Lock()
+			c.unexpected = append(c.unexpected, fmt.Sprintf("%s (pid %d) exited at +%s: %v", q.Name, q.PID(), c.since().Round(time.Millisecond), err))
+			c.mu.Unlock()
+		}
+	}
+	if ns == "" {
+		p.Proc = peerctl.Start(c.tb, name, log, exited, args...)
+	} else {
+		p.Proc = peerctl.StartIn(c.tb, ns, name, log, exited, args...)
+	}
 	a.procs = append(a.procs, p)
 	return p
 }

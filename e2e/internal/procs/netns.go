@@ -1,10 +1,8 @@
 package procs
 
 import (
-	"os"
 	"os/exec"
 	"testing"
-	"time"
 
 	"github.com/peerctl/peerctl/internal/cluster"
 )
@@ -18,16 +16,6 @@ func (b *Binary) StartIn(tb testing.TB, ns, name, log string, exited func(c *clu
 	if err != nil {
 		tb.Fatal(err)
 	}
-	f, err := os.Create(log)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
 	l := &cluster.Launcher{Exe: ip, Grace: StopGrace, Env: CleanEnv()}
-	at := time.Now()
-	c, err := l.StartNotify(name, append([]string{"netns", "exec", ns, b.Path}, args...), f, exited)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return &Proc{Child: c, Log: log, Started: at, l: l}
+	return start(tb, l, name, log, exited, append([]string{"netns", "exec", ns, b.Path}, args...))
 }

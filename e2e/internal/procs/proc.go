@@ -31,17 +31,23 @@ type Proc struct {
 // process, with Stop, when the test ends.
 func (b *Binary) Start(tb testing.TB, name, log string, exited func(c *cluster.Child, err error), args ...string) *Proc {
 	tb.Helper()
+	return start(tb, b.l, name, log, exited, args)
+}
+
+// start runs l's executable with argv as Start describes.
+func start(tb testing.TB, l *cluster.Launcher, name, log string, exited func(c *cluster.Child, err error), argv []string) *Proc {
+	tb.Helper()
 	f, err := os.Create(log)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer f.Close() // the child has its own copy
 	at := time.Now()
-	c, err := b.l.StartNotify(name, args, f, exited)
+	c, err := l.StartNotify(name, argv, f, exited)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &Proc{Child: c, Log: log, Started: at, l: b.l}
+	return &Proc{Child: c, Log: log, Started: at, l: l}
 }
 
 // Err returns the exit status, as exec.Cmd.Wait does, or nil while the
