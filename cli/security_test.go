@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/peerctl/peerctl/daemon"
+	"github.com/peerctl/peerctl/internal/cluster"
 )
 
 // writeSelfSigned writes a self-signed certificate for 127.0.0.1 and
@@ -119,18 +121,11 @@ func TestTLSAPIWithCA(t *testing.T) {
 	}
 }
 
-// waitCLI polls cond until it returns nil or d passes.
+// waitCLI polls cond every 100 ms until it returns nil (cluster.WaitErr),
+// and fails the test with cond's last error if d passes first.
 func waitCLI(tb testing.TB, d time.Duration, what string, cond func() error) {
 	tb.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s: not within %v: %v", what, d, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := cluster.WaitErr(context.Background(), d, 100*time.Millisecond, cond); err != nil {
+		tb.Fatalf("%s: not within %v: %v", what, d, err)
 	}
 }

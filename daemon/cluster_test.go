@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerctl/peerctl/internal/cluster"
 	"github.com/peerctl/peerctl/store"
 )
 
@@ -116,19 +117,12 @@ func allAlive(nodes []*testNode, n int) error {
 	return nil
 }
 
-// waitFor polls cond until it returns nil or the deadline passes.
+// waitFor polls cond every 20 ms until it returns nil (cluster.WaitErr),
+// and fails the test with cond's last error if d passes first.
 func waitFor(tb testing.TB, d time.Duration, what string, cond func() error) {
 	tb.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s: %v", d, what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := cluster.WaitErr(context.Background(), d, 20*time.Millisecond, cond); err != nil {
+		tb.Fatalf("waiting for %s: %v", what, err)
 	}
 }
 

@@ -457,6 +457,17 @@ func WaitFor(ctx context.Context, timeout, interval time.Duration, cond func(ctx
 	}
 }
 
+// WaitErr is WaitFor for a condition that returns nil when done, else
+// why it is not.
+func WaitErr(ctx context.Context, timeout, interval time.Duration, cond func() error) error {
+	return WaitFor(ctx, timeout, interval, func(context.Context) (bool, string) {
+		if err := cond(); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
+}
+
 // MemberViews asks each node's API for its member list, concurrently. A
 // node that cannot be asked has a nil list and an error.
 func MemberViews(ctx context.Context, nodes []Node) ([][]api.Member, []error) {
