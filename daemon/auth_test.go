@@ -51,13 +51,8 @@ func refusedTotal(a *Agent) uint64 { return a.authStats().ReplicationRefused }
 // carrying entries) nor read any (digest, sync): each attempt is refused
 // with 403 and counted. Reference: issue 10, item 1.
 func TestStrangerCannotReplicate(t *testing.T) {
-	c1 := testConfig(t, "n1", t.TempDir())
-	c1.EncryptKey = clusterKey
-	n1 := startNode(t, c1)
-	c2 := testConfig(t, "n2", t.TempDir(), n1.GossipAddr())
-	c2.EncryptKey = clusterKey
-	n2 := startNode(t, c2)
-	waitFor(t, 15*time.Second, "encrypted pair", func() error { return allAlive([]*testNode{n1, n2}, 2) })
+	pair := startClusterWith(t, 2, func(c *Config) { c.EncryptKey = clusterKey })
+	n1, n2 := pair[0], pair[1]
 	if _, err := n1.Put("real", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
@@ -171,13 +166,8 @@ func mustKey(tb testing.TB, s string) []byte {
 // check fan-out, ?all, the fault table). Reference: issue 10, item 2.
 func TestAPIToken(t *testing.T) {
 	const token = "s3cret-token"
-	c1 := testConfig(t, "n1", t.TempDir())
-	c1.Token = token
-	n1 := startNode(t, c1)
-	c2 := testConfig(t, "n2", t.TempDir(), n1.GossipAddr())
-	c2.Token = token
-	n2 := startNode(t, c2)
-	waitFor(t, 15*time.Second, "pair", func() error { return allAlive([]*testNode{n1, n2}, 2) })
+	pair := startClusterWith(t, 2, func(c *Config) { c.Token = token })
+	n1, n2 := pair[0], pair[1]
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 

@@ -85,13 +85,24 @@ func startNode(tb testing.TB, cfg *Config) *testNode {
 // startCluster starts n joined agents and waits until each sees n alive.
 func startCluster(tb testing.TB, n int) []*testNode {
 	tb.Helper()
+	return startClusterWith(tb, n, nil)
+}
+
+// startClusterWith is startCluster with set, if not nil, applied to every
+// agent's config before it starts (a shared key or token, say).
+func startClusterWith(tb testing.TB, n int, set func(*Config)) []*testNode {
+	tb.Helper()
 	var nodes []*testNode
 	for i := 0; i < n; i++ {
 		var join []string
 		if i > 0 {
 			join = []string{nodes[0].GossipAddr()}
 		}
-		nodes = append(nodes, startNode(tb, testConfig(tb, fmt.Sprintf("n%d", i+1), tb.TempDir(), join...)))
+		cfg := testConfig(tb, fmt.Sprintf("n%d", i+1), tb.TempDir(), join...)
+		if set != nil {
+			set(cfg)
+		}
+		nodes = append(nodes, startNode(tb, cfg))
 	}
 	waitFor(tb, 15*time.Second, "all nodes see each other alive", func() error {
 		return allAlive(nodes, n)

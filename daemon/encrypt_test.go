@@ -11,13 +11,8 @@ import (
 func TestEncryptedGossip(t *testing.T) {
 	const key = "T9jncgl9mbLus+baTTa7q7nPSUrXwbDi2dhbtqir37s="
 	const other = "3Ho4fK1YkUTmV2PoAbp+A6zH2UEv6MUnTDfMJUy/ZKk="
-	c1 := testConfig(t, "n1", t.TempDir())
-	c1.EncryptKey = key
-	n1 := startNode(t, c1)
-	c2 := testConfig(t, "n2", t.TempDir(), n1.GossipAddr())
-	c2.EncryptKey = key
-	n2 := startNode(t, c2)
-	waitFor(t, 10*time.Second, "encrypted pair", func() error { return allAlive([]*testNode{n1, n2}, 2) })
+	pair := startClusterWith(t, 2, func(c *Config) { c.EncryptKey = key })
+	n1, n2 := pair[0], pair[1]
 	if _, err := n1.Put("secret", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
