@@ -285,12 +285,7 @@ func TestNetns(t *testing.T) {
 			"--data-dir", a.dir, "--profile", "local", "--encrypt", key, "--token", token,
 			"--join", "seed1:7946", "--join", "seed2:7946")
 	}
-	for _, a := range c.agents {
-		if err := c.waitReady(a); err != nil {
-			t.Fatal(err)
-		}
-	}
-	took, err := c.waitAllAlive(formTimeout)
+	took, err := c.waitFormed()
 	if err != nil {
 		t.Fatalf("cluster did not form across namespaces: %v", err)
 	}

@@ -122,17 +122,24 @@ func newCluster(tb testing.TB, n int, seed uint64) *cluster {
 		}
 		c.run(a, args...)
 	}
-	for _, a := range c.agents {
-		if err := c.waitReady(a); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	took, err := c.waitAllAlive(formTimeout)
+	took, err := c.waitFormed()
 	if err != nil {
 		tb.Fatalf("cluster did not form: %v", err)
 	}
 	tb.Logf("%d daemons formed a cluster in %s", n, took.Round(time.Millisecond))
 	return c
+}
+
+// waitFormed waits until every agent serves its API and then until every
+// agent sees every other alive (for at most formTimeout), and returns how
+// long the second took.
+func (c *cluster) waitFormed() (time.Duration, error) {
+	for _, a := range c.agents {
+		if err := c.waitReady(a); err != nil {
+			return 0, err
+		}
+	}
+	return c.waitAllAlive(formTimeout)
 }
 
 // since is the time since the cluster was created, for logs and history.
