@@ -93,6 +93,22 @@ func benchFlags(defNodes int, own ...cli.Flag) []cli.Flag {
 	}, own...)
 }
 
+// valueSizeFlag is --value-size, the size of the values a workload
+// writes (benchValue).
+func valueSizeFlag() cli.Flag {
+	return &cli.IntFlag{Name: "value-size", Value: 100, Usage: "value size in `BYTES`"}
+}
+
+// benchValue returns the value the workloads write: n bytes of a to z,
+// repeating.
+func benchValue(n int) []byte {
+	v := make([]byte, n)
+	for i := range v {
+		v[i] = 'a' + byte(i%26)
+	}
+	return v
+}
+
 // benchOpts are the common options of a run.
 type benchOpts struct {
 	exe       string

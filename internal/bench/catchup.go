@@ -41,7 +41,7 @@ replication bytes it received against the size of the missed keys and
 values.`,
 		Flags: benchFlags(5,
 			&cli.IntFlag{Name: "keys", Value: 1000, Usage: "keys `K` written while the node is down"},
-			&cli.IntFlag{Name: "value-size", Value: 100, Usage: "value size in `BYTES`"},
+			valueSizeFlag(),
 			&cli.IntFlag{Name: "writers", Value: 16, Usage: "concurrent `C` clients writing the keys"},
 			&cli.DurationFlag{Name: "timeout", Value: 120 * time.Second, Usage: "give up on a step after `D`"},
 		),
@@ -212,10 +212,7 @@ func catchupRep(ctx context.Context, o *benchOpts, p catchupParams, rep int) (*b
 // robin, from c concurrent clients, and returns the key and value bytes
 // written and how long it took.
 func writeKeys(ctx context.Context, o *benchOpts, cl *benchCluster, idx []int, prefix string, n, valueSize, c int) (int64, time.Duration, error) {
-	value := make([]byte, valueSize)
-	for i := range value {
-		value[i] = 'a' + byte(i%26)
-	}
+	value := benchValue(valueSize)
 	var next, done atomic.Int64
 	var floor atomic.Int64
 	var firstErr atomic.Value

@@ -130,10 +130,7 @@ func runBenchConsistentThroughput(c *cli.Context, o *benchOpts, p throughputPara
 			}
 		}
 	}
-	value := make([]byte, p.ValueSize)
-	for i := range value {
-		value[i] = 'a' + byte(i%26)
-	}
+	value := benchValue(p.ValueSize)
 	return finishBench(c, o, res, runReps(c.Context, o, res, defs, targets, func(ctx context.Context, rep int) (*benchRep, error) {
 		var out *benchRep
 		err := withCluster(ctx, o, p.Nodes, nil, func(cl *benchCluster) error {

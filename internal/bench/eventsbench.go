@@ -53,7 +53,7 @@ decoding them.`,
 			&cli.DurationFlag{Name: "duration", Value: 3 * time.Second, Usage: "write load `D` per phase"},
 			&cli.IntFlag{Name: "pairs", Value: 6, Usage: "`P` pairs of write phases (without and with streams) per repetition"},
 			&cli.DurationFlag{Name: "idle", Value: 10 * time.Second, Usage: "idle CPU measured over `D` per phase"},
-			&cli.IntFlag{Name: "value-size", Value: 100, Usage: "value size in `BYTES`"},
+			valueSizeFlag(),
 		),
 		Action: runBenchEvents,
 	}

@@ -37,7 +37,7 @@ within --deadline every node sees every node alive and, after a few
 writes, all digests agree. It stops at the first size that fails.`,
 		Flags: benchFlags(3,
 			&cli.IntFlag{Name: "keys", Value: 100000, Usage: "keys `K` to load (0: skip)"},
-			&cli.IntFlag{Name: "value-size", Value: 100, Usage: "value size in `BYTES`"},
+			valueSizeFlag(),
 			&cli.DurationFlag{Name: "idle", Value: 3 * time.Second, Usage: "idle `D` before reading RSS"},
 			&cli.StringFlag{Name: "max-nodes", Usage: "cluster sizes `N,...` to try in turn, e.g. 25,50,100"},
 			&cli.DurationFlag{Name: "deadline", Value: 3 * time.Minute, Usage: "time `D` each --max-nodes cluster has to converge"},

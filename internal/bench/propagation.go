@@ -62,7 +62,7 @@ reports the time from the first write until every node had all K.`,
 			&cli.IntFlag{Name: "rate", Value: 100, Usage: "writes per second `R`, across all nodes"},
 			&cli.DurationFlag{Name: "duration", Value: 10 * time.Second, Usage: "how long to write, `D`"},
 			&cli.DurationFlag{Name: "delay", Usage: "delay every message by `D` (fault injection) during the run"},
-			&cli.IntFlag{Name: "value-size", Value: 100, Usage: "value size in `BYTES`"},
+			valueSizeFlag(),
 			&cli.DurationFlag{Name: "settle", Value: 30 * time.Second, Usage: "wait at most `D` after the load for every node to hold every write"},
 			&cli.IntFlag{Name: "burst", Usage: "after the run, write `K` keys at node1 at once and time until all nodes hold them"},
 			&cli.StringFlag{Name: "preset", Usage: "`NAME`: glomers = --nodes 25 --delay 100ms --rate 100 --duration 20s (flags given override)"},
@@ -375,10 +375,7 @@ func injectDelay(ctx context.Context, cl *benchCluster, d time.Duration) error {
 func openLoopWrites(ctx context.Context, o *benchOpts, cl *benchCluster, rep int, prefix string, p propParams) []propWrite {
 	total := int(float64(p.Rate) * p.Duration.Seconds())
 	writes := make([]propWrite, total)
-	value := make([]byte, p.ValueSize)
-	for i := range value {
-		value[i] = 'a' + byte(i%26)
-	}
+	value := benchValue(p.ValueSize)
 	var wg sync.WaitGroup
 	var acked, failed atomic.Int64
 	sem := make(chan struct{}, 1024)

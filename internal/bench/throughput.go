@@ -36,7 +36,7 @@ The harness runs on the same machine and takes CPU from the daemons.`,
 			&cli.StringFlag{Name: "clients", Value: "1,16,64", Usage: "comma-separated client counts `C,...`"},
 			&cli.StringFlag{Name: "modes", Value: "one,spread", Usage: "`MODES`: one (all clients at node1), spread (over all nodes)"},
 			&cli.DurationFlag{Name: "duration", Value: 5 * time.Second, Usage: "load `D` per phase"},
-			&cli.IntFlag{Name: "value-size", Value: 100, Usage: "value size in `BYTES`"},
+			valueSizeFlag(),
 			&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "give up waiting for convergence after `D`"},
 			&cli.BoolFlag{Name: "consistent", Usage: "write the consistent namespace (Raft) instead, each phase followed by a gossip phase for the latency ratio; modes leader, spread (default both) or one"},
 		),
@@ -181,10 +181,7 @@ type phaseResult struct {
 // throughputPhase runs n closed-loop clients for the duration, then waits
 // until every node's digest is the same.
 func throughputPhase(ctx context.Context, cl *benchCluster, p throughputParams, prefix, mode string, n int) (phaseResult, error) {
-	value := make([]byte, p.ValueSize)
-	for i := range value {
-		value[i] = 'a' + byte(i%26)
-	}
+	value := benchValue(p.ValueSize)
 	nodeOf := func(int) int { return 0 }
 	if mode == "spread" {
 		nodeOf = func(j int) int { return j % len(cl.nodes) }
