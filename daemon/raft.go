@@ -176,7 +176,16 @@ func (c *coord) start() error {
 			meta.Close()
 			return fmt.Errorf("raft: open snapshots in %s: %w", dir, err)
 		}
-		logs, stable, snaps = w, w, fs
+		// The last raftLogCache entries stay in memory, as Consul keeps
+		// them: the leader reads each new entry once per follower to send
+		// it, and without the cache every read is a pread of the WAL.
+		lc, err := raft.NewLogCache(raftLogCache, w)
+		if err != nil {
+			w.Close()
+			meta.Close()
+			return fmt.Errorf("raft: log cache: %w", err)
+		}
+		logs, stable, snaps = lc, w, fs
 		c.closer = func() error { return errors.Join(w.Close(), meta.Close()) }
 	}
 	r, err := raft.NewRaft(cfg, c.fsm, logs, stable, snaps, c.nt)
@@ -557,6 +566,11 @@ func (c *coord) lockExpiryLoop() {
 }
 
 // errNotLeader: this node does not lead (any more); nothing was applied.
+// raftLogCache is how many recent log entries are kept in memory: two of
+// raft's batches (MaxAppendEntries, 64), at most 128 × a 64 KiB value =
+// 8 MiB when every value is as large as allowed, a few KiB usually.
+const raftLogCache = 128
+
 var errNotLeader = errors.New("not the leader")
 
 // apply proposes a command on the leader and returns its result once

@@ -26,7 +26,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
@@ -65,9 +64,6 @@ type raftTransport struct {
 	addrOf  func(name string) (string, bool) // a member's API address
 	timeout time.Duration                    // bounds each RPC but InstallSnapshot
 	consume chan raft.RPC
-
-	hbMu sync.Mutex // guards hb
-	hb   func(raft.RPC)
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -177,11 +173,16 @@ func (t *raftTransport) EncodePeer(_ raft.ServerID, addr raft.ServerAddress) []b
 
 func (t *raftTransport) DecodePeer(b []byte) raft.ServerAddress { return raft.ServerAddress(b) }
 
-func (t *raftTransport) SetHeartbeatHandler(cb func(raft.RPC)) {
-	t.hbMu.Lock()
-	t.hb = cb
-	t.hbMu.Unlock()
-}
+// SetHeartbeatHandler is deliberately a no-op: every heartbeat goes
+// through Consumer, raft's main loop, like any other AppendEntries. With
+// the fast path, hashicorp/raft processes a heartbeat outside its main
+// loop and can record the sender as leader for a term this node has
+// meanwhile moved past (hashicorp/raft#695, fix proposed in #701): the node
+// then reports a leader for a term it never won, which the nemesis checker
+// (at most one leader per term) rightly counts as split-brain. The price is
+// that a heartbeat waits behind a log write on a busy follower; the
+// election timeout (hundreds of milliseconds) is far above one fsync.
+func (t *raftTransport) SetHeartbeatHandler(func(raft.RPC)) {}
 
 // Close ends outgoing RPCs and refuses incoming ones.
 func (t *raftTransport) Close() error {
@@ -197,15 +198,12 @@ var errRaftClosed = errors.New("raft transport closed")
 func (t *raftTransport) serve(ctx context.Context, kind string, body []byte) ([]byte, error) {
 	var cmd any
 	var rd io.Reader
-	heartbeat := false
 	switch kind {
 	case kindRaftAppend:
 		var req raft.AppendEntriesRequest
 		if err := decodeMsgpack(body, &req); err != nil {
 			return nil, &rejectError{reason: dropFrame, err: fmt.Errorf("raft append: %w", err)}
 		}
-		heartbeat = req.Term != 0 && len(req.Addr) > 0 && req.PrevLogEntry == 0 && req.PrevLogTerm == 0 &&
-			len(req.Entries) == 0 && req.LeaderCommitIndex == 0
 		cmd = &req
 	case kindRaftVote:
 		var req raft.RequestVoteRequest
@@ -244,24 +242,12 @@ func (t *raftTransport) serve(ctx context.Context, kind string, body []byte) ([]
 	}
 	respCh := make(chan raft.RPCResponse, 1)
 	rpc := raft.RPC{Command: cmd, Reader: rd, RespChan: respCh}
-	dispatched := false
-	if heartbeat {
-		t.hbMu.Lock()
-		fn := t.hb
-		t.hbMu.Unlock()
-		if fn != nil {
-			fn(rpc)
-			dispatched = true
-		}
-	}
-	if !dispatched {
-		select {
-		case t.consume <- rpc:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-t.ctx.Done():
-			return nil, errRaftClosed
-		}
+	select {
+	case t.consume <- rpc:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-t.ctx.Done():
+		return nil, errRaftClosed
 	}
 	select {
 	case r := <-respCh:

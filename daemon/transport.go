@@ -171,7 +171,7 @@ const defaultSendTimeout = 15 * time.Second
 func newHTTPTransport(from string, lim Limits, log *slog.Logger) *httpTransport {
 	lim = lim.withDefaults()
 	tr := &http.Transport{
-		MaxIdleConnsPerHost: 4,
+		MaxIdleConnsPerHost: 64, // forwarded raft ops and raft RPCs run concurrently per peer
 		// Below the receiver's idle timeout (Limits.IdleTimeout), so the
 		// idle connection is closed by this side, never reused just as
 		// the server closes it.
