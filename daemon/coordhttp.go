@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -150,14 +149,8 @@ func (s *httpServer) consistentKV(w http.ResponseWriter, r *http.Request, key st
 		}
 		op := &coordOp{Op: opDelete, Key: key, Cond: cond, IfVersion: ifv}
 		if r.Method != http.MethodDelete {
-			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, store.MaxValueLen+1))
-			if err != nil {
-				var mbe *http.MaxBytesError
-				if errors.As(err, &mbe) {
-					writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("%w: value is over %d bytes", store.ErrValueTooLarge, store.MaxValueLen))
-					return
-				}
-				writeError(w, bodyErrorCode(err), err)
+			body, ok := readValue(w, r)
+			if !ok {
 				return
 			}
 			op.Op, op.Value = opPut, body

@@ -332,14 +332,8 @@ func (s *httpServer) kv(w http.ResponseWriter, r *http.Request, key string) {
 		}
 		writeJSON(w, http.StatusOK, toKV(e))
 	case http.MethodPut, http.MethodPost:
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, store.MaxValueLen+1))
-		if err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("%w: value is over %d bytes", store.ErrValueTooLarge, store.MaxValueLen))
-				return
-			}
-			writeError(w, bodyErrorCode(err), err)
+		body, ok := readValue(w, r)
+		if !ok {
 			return
 		}
 		e, err := s.a.Put(key, body)
@@ -440,4 +434,20 @@ func (s *httpServer) kill(w http.ResponseWriter, r *http.Request) {
 func (s *httpServer) leave(w http.ResponseWriter, r *http.Request) {
 	writeJSONComplete(w, http.StatusAccepted, map[string]string{"leaving": s.a.cfg.Name})
 	go s.a.leaveAndExit()
+}
+
+// readValue reads a put's body, the value, bounded by store.MaxValueLen; on
+// failure it has answered (413 for a value too large) and returns false.
+func readValue(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, store.MaxValueLen+1))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("%w: value is over %d bytes", store.ErrValueTooLarge, store.MaxValueLen))
+			return nil, false
+		}
+		writeError(w, bodyErrorCode(err), err)
+		return nil, false
+	}
+	return body, true
 }
