@@ -144,7 +144,10 @@ func (c *coord) do(ctx context.Context, op *coordOp) (coordReply, error) {
 			err = fmt.Errorf("%s is no longer the leader: %w", leader, errNotLeader)
 		}
 		if ctx.Err() == nil && isWrite(op.Op) && !surelyNotApplied(err) {
-			return coordReply{}, &noQuorumError{fmt.Sprintf("%s; the write's outcome is unknown: it may have been committed (%v)", c.noQuorumMsg(), err)}
+			// Not a lack of quorum as such: the leader was lost or changed
+			// while the write was in flight. Say so, and what this node
+			// reaches now.
+			return coordReply{}, &noQuorumError{fmt.Sprintf("the leader was lost while the write was in flight, so its outcome is unknown: it may have been committed; read the key to know (%v); now %s", err, strings.TrimPrefix(c.noQuorumMsg(), "no quorum: "))}
 		}
 		last = err
 		select {
