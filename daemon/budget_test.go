@@ -108,13 +108,31 @@ func TestBodiesShareOneBudget(t *testing.T) {
 // Before, every byte forwarded stayed counted until the request ended: a
 // stream forwarded through n1 with more than its budget was cut with 503,
 // and while it ran n1 refused every other body.
+//
+// Anti-entropy is off after the join round (SyncInterval of an hour): a
+// round would copy the forwarded entries from n2 back to n1, a push that
+// n1's budget rightly counts, and the checks below would see those bytes
+// (the test failed that way under load: "n1 holds 799008 bytes").
 func TestForwardedBodiesDoNotSpendTheBudget(t *testing.T) {
 	const budget = 1 << 20
 	cfg1 := testConfig(t, "n1", t.TempDir())
 	cfg1.Limits.MaxBodyBytes = budget
+	cfg1.SyncInterval = time.Hour
 	n1 := startNode(t, cfg1)
-	n2 := startNode(t, testConfig(t, "n2", t.TempDir(), n1.GossipAddr()))
+	cfg2 := testConfig(t, "n2", t.TempDir(), n1.GossipAddr())
+	cfg2.SyncInterval = time.Hour
+	n2 := startNode(t, cfg2)
 	waitFor(t, 15*time.Second, "both nodes alive", func() error { return allAlive([]*testNode{n1, n2}, 2) })
+	// Each node syncs once with its first peer (replicator.setPeer); let
+	// those rounds end before there is anything for them to carry.
+	waitFor(t, 15*time.Second, "the join's anti-entropy rounds to end", func() error {
+		for _, n := range []*testNode{n1, n2} {
+			if n.repl.syncRounds.Load() == 0 || n.repl.syncing.Load() {
+				return fmt.Errorf("%s: %d rounds started, syncing %v", n.cfg.Name, n.repl.syncRounds.Load(), n.repl.syncing.Load())
+			}
+		}
+		return nil
+	})
 
 	c, err := net.Dial("tcp", n1.APIAddr())
 	if err != nil {
@@ -141,8 +159,10 @@ func TestForwardedBodiesDoNotSpendTheBudget(t *testing.T) {
 		return nil
 	})
 	// The stream is still open: n1 holds none of it and takes writes.
-	if used := n1.http.budget.inUse(); used != 0 {
-		t.Errorf("n1 holds %d bytes of a body it only forwards; want 0", used)
+	// Other small calls to n1 (fault-rule sync) may hold a few bytes at
+	// this instant; a single counted frame of the stream would be 60 KiB.
+	if used := n1.http.budget.inUse(); used >= int64(len(v)) {
+		t.Errorf("n1 holds %d bytes of a body it only forwards; want none of it (less than one %d-byte frame)", used, len(v))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
