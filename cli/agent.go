@@ -123,7 +123,7 @@ PEERCTL_<FLAG>, e.g. PEERCTL_DATA_DIR.`,
 			&cli.Uint64Flag{Name: "min-free-mib", EnvVars: env("min-free-mib"), Value: def.MinFreeSpace >> 20,
 				Usage: "refuse writes (HTTP 507) while the data dir's disk has less than `MIB` MiB free, so badger never fills it (Linux; 0 disables)"},
 			&cli.BoolFlag{Name: "trace-arrivals", EnvVars: env("trace-arrivals"),
-				Usage: "record when each key first became readable here, for `peerctl bench` (GET /v1/debug/arrivals)"},
+				Usage: "record when each key first became readable here, for peerctl bench (GET /v1/debug/arrivals)"},
 		},
 		Action: func(c *cli.Context) error { return runAgent(c, create) },
 	}

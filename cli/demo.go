@@ -43,7 +43,7 @@ Examples:
    peerctl demo --nodes 7 --keep
    peerctl demo availability`,
 		Description: `Starts a cluster of N agents (5 by default) in a temporary directory on free
-cluster.Loopback ports and walks through what peerctl does, checking each step and
+loopback (127.0.0.1) ports and walks through what peerctl does, checking each step and
 timing it: a write at one node reaching all of them; a node killed as with
 kill -9, and how long the others take to declare it failed; a write while
 it is down; the node restarted on its own data and catching up.

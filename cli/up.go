@@ -29,7 +29,7 @@ func upCommand() *cli.Command {
 Examples:
    peerctl up -n 5
    peerctl up -n 3 --base-port 8000 --dir /tmp/cluster`,
-		Description: `Starts N agents as child processes, on cluster.Loopback: node I is named nodeI,
+		Description: `Starts N agents as child processes, on loopback (127.0.0.1): node I is named nodeI,
 gossips on BASE+2(I-1) and serves its API on the port above, with data dir
 DIR/nodeI. Nodes 2..N join node1. With the default --base-port, node1's API
 is the address client commands call by default.

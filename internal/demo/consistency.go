@@ -83,7 +83,7 @@ func consistency(r *run) error {
 			return nil
 		}},
 		step{"Both sides write the same consistent key", func() error {
-			took, err := g.refused(0, "ccolor", "red")
+			took, err := g.refused(0, "color", "red")
 			if err != nil {
 				return err
 			}
@@ -91,7 +91,7 @@ func consistency(r *run) error {
 			r.note("voters, and a write needs 3. Its client was told the write failed.")
 			r.figure("minority: consistent write refused after", ms(took), "ms")
 			var waited time.Duration
-			cBlue, waited, err = g.acked(3, "ccolor", "blue", leaderTimeout)
+			cBlue, waited, err = g.acked(3, "color", "blue", leaderTimeout)
 			if err != nil {
 				return err
 			}
@@ -153,7 +153,7 @@ func consistency(r *run) error {
 		}},
 		step{"The consistent key after the heal", func() error {
 			for i := range g.nodes {
-				kv, err := g.slowClient(i).ConsistentGet(r.ctx, "", "ccolor")
+				kv, err := g.slowClient(i).ConsistentGet(r.ctx, "", "color")
 				if err != nil {
 					return fmt.Errorf("consistent read at %s: %w", g.nodes[i].Name, err)
 				}
@@ -165,7 +165,7 @@ func consistency(r *run) error {
 			r.note("it. The minority refused instead of accepting a write it could not keep.")
 			r.figure("consistent: acknowledged writes lost", 0, "")
 			r.keepNote = append(r.keepNote, fmt.Sprintf("peerctl --addr %s get --all color    # the survivor, at every node", g.nodes[0].API),
-				fmt.Sprintf("peerctl --addr %s get --consistent ccolor    # the acknowledged write", g.nodes[0].API))
+				fmt.Sprintf("peerctl --addr %s get --consistent color    # the acknowledged write", g.nodes[0].API))
 			r.note("The price: every consistent write waits for a majority (%s against %s p50", figures.Format(r.get("consistent write p50"), "ms"), figures.Format(r.get("gossip write p50"), "ms"))
 			r.note("above), and a node cut off from the majority cannot write at all. The gossip store")
 			r.note("stays writable everywhere and pays in lost writes instead (CAP: in a partition,")
