@@ -36,3 +36,7 @@ bench *args: build
 # pulling nothing: builds with no registry.
 image tag="peerctl:dev":
     examples/docker/build.sh {{tag}}
+
+# Retake the dashboard screenshots the README shows (headless chromium).
+screenshots:
+    PEERCTL_SCREENSHOTS=$PWD/docs/screenshots go test ./e2e/browser -run 'TestDashboard$' -count=1 -v

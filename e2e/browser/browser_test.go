@@ -1,7 +1,9 @@
 // Package browser tests the dashboard (internal/ui) in a real browser:
 // Debian's chromium, headless, driven with chromedp, against five real
-// `peerctl agent` daemons of the built binary on loopback. Each step saves
-// a screenshot to docs/screenshots, which the README shows.
+// `peerctl agent` daemons of the built binary on loopback. Each step takes
+// a screenshot: into the test's temporary directory, or, with
+// PEERCTL_SCREENSHOTS=DIR (`just screenshots` sets docs/screenshots, which
+// the README shows), into DIR, so a test run leaves the checkout as it was.
 //
 // Without a chromium (or Chrome) binary the test skips with one line
 // saying so; .ci/run installs chromium with apt-get where it can. `go test
@@ -58,8 +60,14 @@ func findBrowser() string {
 	return ""
 }
 
-// shots is where the screenshots go: docs/screenshots of the repository.
-const shots = "../../docs/screenshots"
+// shotsDir returns where this test's screenshots go: PEERCTL_SCREENSHOTS,
+// else a temporary directory removed after the test.
+func shotsDir(t *testing.T) string {
+	if d := os.Getenv("PEERCTL_SCREENSHOTS"); d != "" {
+		return d
+	}
+	return t.TempDir()
+}
 
 // TestDashboard drives the dashboard through what a person would do: look
 // at a healthy cluster, kill a node, partition the rest and look from
@@ -233,9 +241,11 @@ func newBrowser(t *testing.T) context.Context {
 	}
 	ctx, tcancel := context.WithTimeout(ctx, 3*time.Minute)
 	t.Cleanup(tcancel)
+	shots := shotsDir(t)
 	if err := os.MkdirAll(shots, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	shotDirs.Store(t.Name(), shots)
 	var problems struct {
 		sync.Mutex
 		list []string
@@ -361,8 +371,12 @@ func waitAPI(t *testing.T, timeout time.Duration, what string, cond func(ctx con
 	}
 }
 
-// screenshot saves the viewport as a PNG in docs/screenshots, or, for a
-// failure's picture, in the test's log directory.
+// shotDirs maps a test's name to its screenshot directory (newBrowser).
+var shotDirs sync.Map
+
+// screenshot saves the viewport as a PNG in the test's screenshot
+// directory (shotsDir), or, for a failure's picture, in the system's
+// temporary directory, kept for inspection.
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
@@ -370,7 +384,10 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 		t.Errorf("screenshot %s: %v", name, err)
 		return
 	}
-	dir := shots
+	dir := os.TempDir()
+	if d, ok := shotDirs.Load(t.Name()); ok {
+		dir = d.(string)
+	}
 	if strings.HasPrefix(name, "failed-") {
 		dir = os.TempDir()
 	}

@@ -20,7 +20,7 @@ import (
 // slowest render, the event loop's longest stall, and the delay from the
 // daemon's member event to the page. It is not part of the default run:
 // PEERCTL_BROWSER_NODES=25 go test ./e2e/browser -run Large -v
-// runs it (and saves docs/screenshots/7-25-nodes.png for 25 nodes).
+// runs it (and, with PEERCTL_SCREENSHOTS, saves 7-25-nodes.png there for 25 nodes).
 func TestDashboardLarge(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("PEERCTL_BROWSER_NODES"))
 	if n == 0 {
