@@ -227,6 +227,7 @@ func (c *coord) readIndex(ctx context.Context) error {
 		if c.r.State() != raft.Leader || c.r.CurrentTerm() != term {
 			return errNotLeader
 		}
+		c.barrier(term) // if the one at election failed, try again
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

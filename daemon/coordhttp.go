@@ -160,6 +160,10 @@ func (s *httpServer) consistentKV(w http.ResponseWriter, r *http.Request, key st
 			writeCoordError(w, err)
 			return
 		}
+		if rep.Code == codeNamespaceFull {
+			writeJSON(w, http.StatusInsufficientStorage, apiError{Error: fmt.Sprintf("the consistent namespace is full (%d bytes of keys and values at most: it is for coordination data; delete keys or use the gossip store)", maxFSMBytes), Code: codeNamespaceFull})
+			return
+		}
 		if rep.Code == codeVersionMismatch {
 			what := "absent"
 			if rep.Existed {
@@ -234,6 +238,10 @@ func (s *httpServer) locks(w http.ResponseWriter, r *http.Request, rest string) 
 			rep, err := c.do(r.Context(), op)
 			if err != nil {
 				writeCoordError(w, err)
+				return
+			}
+			if rep.Code == codeNamespaceFull {
+				writeJSON(w, http.StatusInsufficientStorage, apiError{Error: "the consistent namespace is full: no room for another lock", Code: codeNamespaceFull})
 				return
 			}
 			if rep.Code == "" {

@@ -84,6 +84,7 @@ type coord struct {
 	changed    atomic.Int64  // unix ns of the last membership change
 	ready      atomic.Uint64 // term in which this leader's barrier completed
 	rounds     atomic.Int64  // autopilot rounds run as leader (tests)
+	barrierMu  sync.Mutex    // held while a barrier runs (barrier)
 	leaderMu   sync.Mutex    // guards lastLeader
 	lastLeader string
 
@@ -256,14 +257,7 @@ func (c *coord) watchLeadership(notify <-chan bool) {
 			}
 			term := c.r.CurrentTerm()
 			c.log.Info("raft: this node is the leader", "term", term)
-			go func() {
-				if err := c.r.Barrier(5 * time.Second).Error(); err != nil {
-					return
-				}
-				if c.r.CurrentTerm() == term && c.r.State() == raft.Leader {
-					c.ready.Store(term)
-				}
-			}()
+			c.barrier(term)
 		}
 	}
 }
@@ -281,6 +275,24 @@ func (c *coord) watchLeaders(obs <-chan raft.Observation) {
 			c.a.events.leader(string(lo.LeaderID), c.r.CurrentTerm())
 		}
 	}
+}
+
+// barrier runs a barrier in the background, unless one is running, and
+// marks reads ready for term once it has applied while this node still
+// leads in term.
+func (c *coord) barrier(term uint64) {
+	if !c.barrierMu.TryLock() {
+		return
+	}
+	go func() {
+		defer c.barrierMu.Unlock()
+		if err := c.r.Barrier(5 * time.Second).Error(); err != nil {
+			return
+		}
+		if c.r.CurrentTerm() == term && c.r.State() == raft.Leader {
+			c.ready.Store(term)
+		}
+	}()
 }
 
 // hasState reports whether this node holds raft state: it has been part of

@@ -16,6 +16,8 @@ import (
 	"sync"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/peerctl/peerctl/internal/api"
 )
 
 // FSM operations (fsmCmd.Op).
@@ -27,6 +29,20 @@ const (
 	opUnlock uint8 = 5
 	opExpire uint8 = 6
 )
+
+// maxFSMBytes bounds the consistent namespace (keys, values and lock
+// names, plus entryOverhead each), so that a snapshot fits in one
+// InstallSnapshot call (maxSnapshotCall) with room for its encoding. It is
+// for coordination data, not bulk data: a put that would cross it fails
+// with codeNamespaceFull, the same on every server.
+const (
+	maxFSMBytes   = maxSnapshotCall * 3 / 4
+	entryOverhead = 64
+)
+
+// codeNamespaceFull refuses a put that would take the consistent
+// namespace over maxFSMBytes.
+const codeNamespaceFull = api.CodeNamespaceFull
 
 // fsmCmd is one command in the raft log, encoded with msgpack.
 type fsmCmd struct {
@@ -63,16 +79,25 @@ type lockState struct {
 	Renewed   uint64 // index of the acquire or the last renew
 }
 
-// fsmSnapshotData is the state as a snapshot holds it.
+// fsmSnapshotData is the state as a snapshot holds it. Values are strings:
+// go-msgpack decodes the byte slices of a map's struct values into one
+// reused buffer (they would all alias the last), strings it allocates.
 type fsmSnapshotData struct {
-	KV    map[string]kvEntry
+	KV    map[string]snapKV
 	Locks map[string]lockState
+}
+
+type snapKV struct {
+	Value   string
+	Version uint64
+	Leader  string
 }
 
 // raftFSM implements raft.FSM. Its methods are safe for concurrent use:
 // raft applies from one goroutine while the API reads.
 type raftFSM struct {
-	mu      sync.RWMutex // guards kv, locks, changed, leader
+	mu      sync.RWMutex // guards kv, locks, changed, leader, bytes
+	bytes   int          // the state's size as maxFSMBytes counts it
 	kv      map[string]kvEntry
 	locks   map[string]lockState
 	changed chan struct{} // closed and replaced when a lock changes
@@ -105,14 +130,26 @@ func (f *raftFSM) apply(idx uint64, c *fsmCmd) fsmResult {
 			return fsmResult{Code: codeVersionMismatch, Version: cur.Version, Existed: ok}
 		}
 		if c.Op == opDelete {
+			if ok {
+				f.bytes -= len(c.Key) + len(cur.Value) + entryOverhead
+			}
 			delete(f.kv, c.Key)
 			return fsmResult{Version: idx, Existed: ok}
 		}
+		grow := len(c.Value) + len(c.Key) + entryOverhead
+		if ok {
+			grow -= len(c.Key) + len(cur.Value) + entryOverhead
+		}
+		if grow > 0 && f.bytes+grow > maxFSMBytes {
+			return fsmResult{Code: codeNamespaceFull, Version: cur.Version, Existed: ok}
+		}
+		f.bytes += grow
 		leader := ""
 		if f.leader != nil {
 			leader = f.leader()
 		}
-		f.kv[c.Key] = kvEntry{Value: c.Value, Version: idx, Leader: leader}
+		// A copy: the command's bytes may be the log store's buffer.
+		f.kv[c.Key] = kvEntry{Value: append([]byte{}, c.Value...), Version: idx, Leader: leader}
 		return fsmResult{Version: idx, Existed: ok}
 	case opLock:
 		cur, ok := f.locks[c.Key]
@@ -125,6 +162,10 @@ func (f *raftFSM) apply(idx uint64, c *fsmCmd) fsmResult {
 			f.notify()
 			return fsmResult{Lock: cur, Version: idx}
 		}
+		if f.bytes+len(c.Key)+entryOverhead > maxFSMBytes {
+			return fsmResult{Code: codeNamespaceFull}
+		}
+		f.bytes += len(c.Key) + entryOverhead
 		l := lockState{Session: c.Session, Fence: idx, TTLMillis: c.TTLMillis, Renewed: idx}
 		f.locks[c.Key] = l
 		f.notify()
@@ -144,6 +185,7 @@ func (f *raftFSM) apply(idx uint64, c *fsmCmd) fsmResult {
 			return fsmResult{Code: codeLockLost}
 		}
 		delete(f.locks, c.Key)
+		f.bytes -= len(c.Key) + entryOverhead
 		f.notify()
 		return fsmResult{Lock: cur, Version: idx}
 	}
@@ -203,9 +245,9 @@ func (f *raftFSM) heldLocks() map[string]lockState {
 func (f *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	d := fsmSnapshotData{KV: make(map[string]kvEntry, len(f.kv)), Locks: make(map[string]lockState, len(f.locks))}
+	d := fsmSnapshotData{KV: make(map[string]snapKV, len(f.kv)), Locks: make(map[string]lockState, len(f.locks))}
 	for k, v := range f.kv {
-		d.KV[k] = v // values are never changed in place
+		d.KV[k] = snapKV{Value: string(v.Value), Version: v.Version, Leader: v.Leader}
 	}
 	for k, v := range f.locks {
 		d.Locks[k] = v
@@ -224,14 +266,20 @@ func (f *raftFSM) Restore(rc io.ReadCloser) error {
 	if err := decodeMsgpack(b, &d); err != nil {
 		return fmt.Errorf("decode snapshot: %w", err)
 	}
-	if d.KV == nil {
-		d.KV = map[string]kvEntry{}
+	kv := make(map[string]kvEntry, len(d.KV))
+	n := 0
+	for k, e := range d.KV {
+		kv[k] = kvEntry{Value: []byte(e.Value), Version: e.Version, Leader: e.Leader}
+		n += len(k) + len(e.Value) + entryOverhead
 	}
 	if d.Locks == nil {
 		d.Locks = map[string]lockState{}
 	}
+	for k := range d.Locks {
+		n += len(k) + entryOverhead
+	}
 	f.mu.Lock()
-	f.kv, f.locks = d.KV, d.Locks
+	f.kv, f.locks, f.bytes = kv, d.Locks, n
 	f.notify()
 	f.mu.Unlock()
 	return nil

@@ -81,8 +81,12 @@ func newRaftTransport(tr Transport, local string, addrOf func(string) (string, b
 		consume: make(chan raft.RPC), ctx: ctx, cancel: cancel}
 }
 
+// msgpackHandle returns the encoding of raft messages, operations and
+// snapshots. MapValueReset: without it a map of structs decodes every
+// value's byte slice into one reused buffer, so all values alias the last.
 func msgpackHandle() *codec.MsgpackHandle {
 	h := &codec.MsgpackHandle{}
+	h.MapValueReset = true
 	return h
 }
 

@@ -22,7 +22,9 @@ package api
 // linearizable (ReadIndex: the leader confirms it still leads a quorum,
 // then reads once it has applied everything committed before the read).
 // Keys and values have the gossip store's limits (512-byte keys, 64 KiB
-// values). In the consistent namespace, KV.Version and WriteResult.Version
+// values); the whole namespace holds at most 6 MiB of keys, values and lock
+// names (for coordination data: a snapshot must fit one message), past
+// which a put or lock fails with 507, code namespace_full. In the consistent namespace, KV.Version and WriteResult.Version
 // are the decimal Raft index of the key's last change; TS is 0 and Origin
 // is the leader that committed it.
 //
@@ -86,6 +88,7 @@ const (
 	CodeVersionMismatch = "version_mismatch"
 	CodeLockHeld        = "lock_held"
 	CodeLockLost        = "lock_lost"
+	CodeNamespaceFull   = "namespace_full"
 )
 
 // Sentinel errors the Client returns, usable with errors.Is; the
