@@ -29,6 +29,13 @@ package daemon
 //     known to it, and a rebinding page could then reach it. The API token
 //     guards that case (auth.go): a page cannot know it, and the agent
 //     refuses to start off loopback without one unless --insecure-api.
+//  4. A request the browser marks Sec-Fetch-Site cross-site or same-site
+//     (another port of the same host is same-site) is refused unless it
+//     only asks for the dashboard's files (ui.Public): a page elsewhere can
+//     make the browser send a GET without Origin (<img src>, <script src>)
+//     and, though it cannot read the answer, start work: GET /v1/check asks
+//     every member, GET /v1/events?cluster=1 holds event streams open.
+//     Browsers send this header on every request; peerctl never does.
 //
 // The guard runs before anything else, ?node= forwarding included; the
 // forwarding node drops Origin once it has checked it.
@@ -36,6 +43,7 @@ package daemon
 import (
 	"fmt"
 	"github.com/peerctl/peerctl/internal/api"
+	"github.com/peerctl/peerctl/internal/ui"
 	"log/slog"
 	"mime"
 	"net"
@@ -82,6 +90,9 @@ func (g *guard) check(r *http.Request) error {
 			scheme = "https"
 		}
 		return fmt.Errorf("cross-origin request refused: Origin %q is not this API (%s://%s); the API serves no web pages and takes no requests from them", o, scheme, r.Host)
+	}
+	if sfs := r.Header.Get("Sec-Fetch-Site"); (sfs == "cross-site" || sfs == "same-site") && !ui.Public(r) {
+		return fmt.Errorf("cross-site request refused: the browser marks it Sec-Fetch-Site: %s; only this API's own dashboard may call it", sfs)
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:

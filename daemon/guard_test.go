@@ -138,6 +138,33 @@ func TestRebindingHostRefused(t *testing.T) {
 	}
 }
 
+// A page elsewhere (another site, or another port of this host) can make
+// the browser send GETs without Origin (<img src>); the browser marks them
+// Sec-Fetch-Site, and the API refuses them but for the dashboard's files,
+// which a link may open. The dashboard's own calls are same-origin.
+func TestFetchMetadataCrossSiteRefused(t *testing.T) {
+	nd := startNode(t, testConfig(t, "n1", t.TempDir()))
+	base := "http://" + nd.APIAddr()
+	for _, site := range []string{"cross-site", "same-site"} {
+		for _, path := range []string{"/v1/info", "/v1/check", "/v1/events?cluster=1", "/v1/kv/k", "/ui/?node=n1"} {
+			code, body := rawRequest(t, "GET", base+path, map[string]string{"Sec-Fetch-Site": site}, "")
+			if code != http.StatusForbidden || !strings.Contains(body, "Sec-Fetch-Site") {
+				t.Errorf("GET %s marked %s: %d %s; want 403 naming Sec-Fetch-Site", path, site, code, body)
+			}
+		}
+		for _, path := range []string{"/", "/ui/app.js"} {
+			if code, _ := rawRequest(t, "GET", base+path, map[string]string{"Sec-Fetch-Site": site, "Sec-Fetch-Mode": "navigate"}, ""); code != http.StatusOK {
+				t.Errorf("GET %s marked %s: %d; want 200 (the dashboard's files)", path, site, code)
+			}
+		}
+	}
+	for _, site := range []string{"same-origin", "none"} {
+		if code, body := rawRequest(t, "GET", base+"/v1/info", map[string]string{"Sec-Fetch-Site": site}, ""); code != http.StatusOK {
+			t.Errorf("GET /v1/info marked %s: %d %s; want 200", site, code, body)
+		}
+	}
+}
+
 // TestGuardHostRule checks the Host rule for APIs bound to loopback and
 // elsewhere (0.0.0.0, a container reached by its service name).
 func TestGuardHostRule(t *testing.T) {

@@ -43,6 +43,13 @@ const keyringFileName = "keyring.json"
 // maxKeyringFile bounds the saved keyring read at start.
 const maxKeyringFile = 64 << 10
 
+// maxKeyringKeys bounds the keys an install through the API may leave in
+// the keyring. A rotation needs two; without a bound, installs grow the
+// saved keyring past maxKeyringFile (about 1400 keys: the agent then
+// refuses to start) and make every undecryptable gossip packet cost one
+// decryption attempt per key.
+const maxKeyringKeys = 16
+
 // KeyringResult is the API's reply to keyring requests.
 type KeyringResult = api.KeyringResult
 
@@ -181,6 +188,10 @@ func (s *httpServer) keyringOp(w http.ResponseWriter, r *http.Request) {
 		}
 		switch op {
 		case "install":
+			if k, _ := decodeKey(req.Key); !containsKey(s.a.keyring.GetKeys(), k) && len(s.a.keyring.GetKeys()) >= maxKeyringKeys {
+				writeError(w, http.StatusBadRequest, fmt.Errorf("keyring install: the keyring holds %d keys, the limit: remove unused ones first (`peerctl keyring remove`)", maxKeyringKeys))
+				return
+			}
 			resp, err = km.InstallKey(req.Key)
 		case "use":
 			resp, err = km.UseKey(req.Key)

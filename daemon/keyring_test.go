@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -127,5 +128,33 @@ func TestKeyringWithoutEncrypt(t *testing.T) {
 	var se *api.StatusError
 	if !errors.As(err, &se) || se.Code != 400 || !strings.Contains(err.Error(), "--encrypt") {
 		t.Errorf("keyring list without --encrypt = %v; want 400 naming --encrypt", err)
+	}
+}
+
+// Installs through the API stop at maxKeyringKeys with a 400 naming the
+// limit; installing a key already held still succeeds.
+func TestKeyringInstallBounded(t *testing.T) {
+	c := testConfig(t, "n1", t.TempDir())
+	c.EncryptKey = clusterKey
+	n := startNode(t, c)
+	cl := api.NewClient(n.APIAddr())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	key := func(i int) string { return base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf("%032d", i))) }
+	for i := 1; i < maxKeyringKeys; i++ { // the --encrypt key is the first
+		if _, err := cl.KeyringOp(ctx, "install", key(i)); err != nil {
+			t.Fatalf("install key %d of %d: %v", i+1, maxKeyringKeys, err)
+		}
+	}
+	_, err := cl.KeyringOp(ctx, "install", key(maxKeyringKeys))
+	var se *api.StatusError
+	if !errors.As(err, &se) || se.Code != 400 || !strings.Contains(err.Error(), "limit") {
+		t.Errorf("install past %d keys = %v; want 400 naming the limit", maxKeyringKeys, err)
+	}
+	if _, err := cl.KeyringOp(ctx, "install", key(1)); err != nil {
+		t.Errorf("reinstall a held key at the limit: %v", err)
+	}
+	if got := len(n.keyring.GetKeys()); got != maxKeyringKeys {
+		t.Errorf("keyring holds %d keys; want %d", got, maxKeyringKeys)
 	}
 }
