@@ -85,6 +85,17 @@ func TestDashboard(t *testing.T) {
 			'nodes: ' + s.map(e => e.dataset.node + '=' + e.dataset.status).join(' ');
 	})()`)
 	t.Logf("page shows five alive nodes %v after loading", time.Since(start).Round(time.Millisecond))
+	// The raft group forms after the agents see each other (three alive
+	// members by default); the Nodes table then shows its roles as node1
+	// sees them: exactly one leader, every node a role.
+	waitPage(t, ctx, formTimeout, "one raft leader in the Nodes table", `(() => {
+		const c = [...document.querySelectorAll('#stats tbody tr[data-node] td[data-role]')];
+		const roles = c.map(e => e.closest('tr').dataset.node + '=' + (e.dataset.role || '?')).join(' ');
+		if (c.length !== 5) return c.length + ' role cells: ' + roles;
+		const leaders = c.filter(e => e.dataset.role === 'leader').length;
+		return leaders === 1 && c.every(e => e.dataset.role !== '') ? '' : leaders + ' leaders: ' + roles;
+	})()`)
+	t.Logf("page shows one raft leader %v after loading", time.Since(start).Round(time.Millisecond))
 	screenshot(t, ctx, "1-cluster.png")
 
 	// Kill node5 from the page: select it in the picture, press kill.

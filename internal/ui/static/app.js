@@ -373,7 +373,7 @@
       tr.append(
         el('td', {}, n + (n === st.self ? ' ★' : '')),
         el('td', { class: 'st-' + status }, status),
-        el('td', {}, (st.leader && st.leader.leader === n ? 'leader' : st.roles.get(n)) || '–'),
+        roleCell(n),
         el('td', {}, info ? String(info.store.keys) : '–'),
         el('td', {}, fmt(wps, 1)),
         el('td', {}, fmt(i.mps, 1)),
@@ -384,6 +384,13 @@
       return tr;
     });
     $('stats').tBodies[0].replaceChildren(...rows);
+  }
+
+  // roleCell is n's raft role as the viewpoint sees it; data-role holds it
+  // ("" when unknown) for tests and styles.
+  function roleCell(n) {
+    const role = (st.leader && st.leader.leader === n ? 'leader' : st.roles.get(n)) || '';
+    return el('td', { 'data-role': role }, role || '–');
   }
 
   function describeRule(r) {
@@ -515,10 +522,12 @@
 
   async function pollLeader() {
     if (!st.leaderAPI) return;
+    const seq = st.viewSeq;
     try {
       // The coordination group as the viewpoint sees it (api.Leader):
       // leader, term, and each server's role.
       const l = await api('GET', q('/v1/leader', st.view));
+      if (seq !== st.viewSeq) return; // the viewpoint changed meanwhile
       st.leader = l && l.leader ? { leader: l.leader, term: l.term } : null;
       st.roles = new Map(((l && l.servers) || []).map((x) => [x.name, x.role]));
     } catch (e) {
@@ -590,7 +599,7 @@
         case 'fault': text = 'fault ' + (ev.action || '') + ' ' + (ev.id || '') + ': ' + (ev.text || ((ev.fault || '') + ' ' + (ev.parties || []).join(','))) + (ev.reason ? ' (' + ev.reason + ')' : ''); break;
         case 'stream': text = 'stream of ' + ev.peer + ' ' + ev.status + (ev.reason ? ': ' + ev.reason : ''); break;
         case 'dropped': text = 'stream dropped: ' + (ev.reason || ''); break;
-        case 'leader': text = 'leader ' + ev.leader + ' term ' + ev.term; break;
+        case 'leader': text = (ev.leader ? 'leader ' + ev.leader : 'no leader') + ' term ' + ev.term; break;
         default: text = JSON.stringify(ev);
       }
     }
@@ -651,7 +660,13 @@
         pollFaults();
         break;
       case 'leader':
-        st.leader = ev.leader ? { leader: ev.leader, term: ev.term } : null;
+        // Every node's stream reports its own view; the page shows the
+        // viewpoint's, roles included, which the event does not carry.
+        if (ev.node === st.view) {
+          st.leader = ev.leader ? { leader: ev.leader, term: ev.term } : null;
+          pollLeader();
+          schedule(100);
+        }
         logLine(ev);
         break;
       case 'stream':
@@ -832,8 +847,11 @@
     const u = new URL(location.href);
     u.searchParams.set('view', v);
     history.replaceState(null, '', u);
+    st.leader = null;
+    st.roles = new Map();
     render();
     pollMembers();
+    pollLeader();
   }
 
   // ---- start -------------------------------------------------------------
@@ -886,7 +904,9 @@
     loop(pollFaults, () => (st.events ? 5000 : 2000));
     loop(pollInfo, 1000);
     loop(pollKeys, 700);
-    loop(pollLeader, 3000);
+    // Roles every 3 s once known, every second until then (the group
+    // forms after the page loads; a leader event asks at once).
+    loop(pollLeader, () => (st.leader && st.roles.size ? 3000 : 1000));
     setInterval(() => {
       const cut = Date.now() - 5000;
       for (const [n, a] of st.writesEv) {
