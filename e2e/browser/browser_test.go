@@ -239,10 +239,13 @@ func newBrowser(t *testing.T) context.Context {
 	if exe == "" {
 		t.Skip("browser: SKIPPED: no chromium found (apt-get install chromium, or set PEERCTL_CHROMIUM): the dashboard was not tested in a browser")
 	}
-	// Headless, no sandbox (CI runs as root), its own profile.
+	// Headless, no sandbox (CI runs as root), its own profile, and its
+	// own TMPDIR: chromium leaves its singleton socket's directory there,
+	// which the test's temporary directory then removes.
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
-		chromedp.WindowSize(1500, 1150), chromedp.UserDataDir(t.TempDir()))
+		chromedp.WindowSize(1500, 1150), chromedp.UserDataDir(t.TempDir()),
+		chromedp.Env("TMPDIR="+t.TempDir()))
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(acancel)
 	ctx, cancel := chromedp.NewContext(actx)
