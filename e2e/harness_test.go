@@ -123,6 +123,24 @@ func start(tb testing.TB, name string, args ...string) *procs.Proc {
 
 // waitUntil polls cond until it holds or timeout passes; the failure
 // names what was awaited and cond's last reason.
+// startJoined starts n agents named PREFIX1..PREFIXn, each after the
+// first joining the first, and returns them; it does not wait for them.
+func startJoined(tb testing.TB, prefix string, n int) []node {
+	tb.Helper()
+	ns := make([]node, n)
+	for i := range ns {
+		ns[i] = newNode(tb, fmt.Sprintf("%s%d", prefix, i+1))
+	}
+	for i, nd := range ns {
+		var join []string
+		if i > 0 {
+			join = []string{ns[0].gossip}
+		}
+		start(tb, nd.name, nd.args(join...)...)
+	}
+	return ns
+}
+
 func waitUntil(tb testing.TB, timeout time.Duration, what string, cond func() (bool, string)) time.Duration {
 	tb.Helper()
 	took, err := procs.WaitFor(timeout, poll, cond)

@@ -30,17 +30,7 @@ func fenceOf(out string) (fence uint64, pid int, ok bool) {
 // gets the lock within the TTL and a margin, and sees a larger fencing
 // token.
 func TestLockHolderKilled(t *testing.T) {
-	ns := make([]node, 3)
-	for i := range ns {
-		ns[i] = newNode(t, fmt.Sprintf("l%d", i+1))
-	}
-	for i, n := range ns {
-		var join []string
-		if i > 0 {
-			join = []string{ns[0].gossip}
-		}
-		start(t, n.name, n.args(join...)...)
-	}
+	ns := startJoined(t, "l", 3)
 	waitUntil(t, 2*formTimeout, "a leader", func() (bool, string) {
 		l, err := leaderOf(t, ns[2])
 		if err != nil {

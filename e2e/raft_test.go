@@ -34,17 +34,7 @@ func leaderOf(tb testing.TB, n node) (leaderView, error) {
 // while gossip writes still work there; after the leader is killed -9 a
 // new one is elected and acknowledged writes are all there.
 func TestRaftCluster(t *testing.T) {
-	ns := make([]node, 5)
-	for i := range ns {
-		ns[i] = newNode(t, fmt.Sprintf("n%d", i+1))
-	}
-	for i, n := range ns {
-		var join []string
-		if i > 0 {
-			join = []string{ns[0].gossip}
-		}
-		start(t, n.name, n.args(join...)...)
-	}
+	ns := startJoined(t, "n", 5)
 	byName := map[string]node{}
 	for _, n := range ns {
 		byName[n.name] = n
